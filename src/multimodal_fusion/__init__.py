@@ -1,0 +1,4 @@
+"""multimodal-fusion
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,238 @@
+"""``AudioDataset`` loads and saves one audio clip as a float32 waveform plus its
+sample rate, on any filesystem fsspec reaches (local, S3, GCS, ...). Decoding and
+encoding go through libsndfile (``soundfile``), so every format it reads works:
+WAV, FLAC, OGG/Vorbis, AIFF, ... at any sample rate, mono or multichannel.
+
+Use it inside a ``partitions.PartitionedDataset`` to treat a folder of clips as one
+catalog entry whose clips load lazily, one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from copy import deepcopy
+from pathlib import PurePosixPath
+from typing import Any, NamedTuple
+
+import fsspec
+import numpy as np
+import soundfile as sf
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    DatasetError,
+    Version,
+    get_filepath_str,
+    get_protocol_and_path,
+)
+from kedro_datasets._typing import JSONPreview
+
+
+class AudioClip(NamedTuple):
+    """A decoded clip.
+
+    Attributes:
+        waveform: float32 samples in [-1, 1], shape ``(n_samples,)`` for mono or
+            ``(n_samples, n_channels)`` for multichannel (soundfile's layout).
+        sample_rate: samples per second.
+    """
+
+    waveform: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.waveform) / self.sample_rate if self.sample_rate else 0.0
+
+
+_FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
+_FORMATS_BY_SUFFIX[".oga"] = "OGG"
+
+
+class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
+    """``AudioDataset`` loads/saves one audio file as an ``AudioClip``.
+
+    Examples:
+        Using the catalog (YAML), one clip:
+
+        .. code-block:: yaml
+
+            greeting:
+              type: multimodal_fusion.datasets.AudioDataset
+              filepath: data/01_raw/greeting.flac
+              versioned: true
+
+        A folder of clips, loaded lazily (file stem = partition id):
+
+        .. code-block:: yaml
+
+            raw_audio:
+              type: partitions.PartitionedDataset
+              path: data/01_raw/audio
+              dataset: multimodal_fusion.datasets.AudioDataset
+
+        Using the Python API:
+
+        >>> import numpy as np
+        >>> from multimodal_fusion.datasets import AudioClip, AudioDataset
+        >>> dataset = AudioDataset(filepath=tmp_path / "tone.wav")  # doctest: +SKIP
+        >>> dataset.save(AudioClip(np.zeros(800, np.float32), 8000))  # doctest: +SKIP
+        >>> dataset.load().sample_rate  # doctest: +SKIP
+        8000
+    """
+
+    DEFAULT_LOAD_ARGS: dict[str, Any] = {"dtype": "float32"}
+    DEFAULT_SAVE_ARGS: dict[str, Any] = {}
+    DEFAULT_FS_ARGS: dict[str, Any] = {
+        "open_args_load": {"mode": "rb"},
+        "open_args_save": {"mode": "wb"},
+    }
+
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        filepath: str | os.PathLike,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Creates a new ``AudioDataset`` pointing to one audio file.
+
+        Args:
+            filepath: Path to the audio file, optionally prefixed with an fsspec
+                protocol such as ``s3://``. The suffix picks the format on save
+                (``.wav``, ``.flac``, ``.ogg``, ...); on load libsndfile reads the
+                header, so the suffix does not matter.
+            load_args: Options for ``soundfile.read`` (for example ``frames`` and
+                ``start`` to read part of a clip, or ``always_2d``). The waveform is
+                float32 unless ``dtype`` is overridden.
+            save_args: Options for ``soundfile.write``, chiefly ``subtype``
+                (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...). By default
+                libsndfile's default subtype for the format is used.
+            version: If given, a ``kedro.io.core.Version``. ``load=None`` loads the
+                latest version; ``save=None`` generates a timestamp.
+            credentials: Credentials for the filesystem, passed to fsspec.
+            fs_args: Extra arguments for the fsspec filesystem, plus
+                ``open_args_load`` / ``open_args_save`` for its ``open``.
+            metadata: Any arbitrary metadata; ignored by Kedro.
+
+        Raises:
+            DatasetError: when the suffix names no format libsndfile can write.
+        """
+        _fs_args = deepcopy(fs_args) or {}
+        _fs_open_args_load = _fs_args.pop("open_args_load", {})
+        _fs_open_args_save = _fs_args.pop("open_args_save", {})
+        _credentials = deepcopy(credentials) or {}
+
+        protocol, path = get_protocol_and_path(filepath, version)
+        if protocol == "file":
+            _fs_args.setdefault("auto_mkdir", True)
+
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(self._protocol, **_credentials, **_fs_args)
+        self.metadata = metadata
+
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+        self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
+        self._save_args = {**self.DEFAULT_SAVE_ARGS, **(save_args or {})}
+        self._fs_open_args_load = {
+            **self.DEFAULT_FS_ARGS["open_args_load"],
+            **_fs_open_args_load,
+        }
+        self._fs_open_args_save = {
+            **self.DEFAULT_FS_ARGS["open_args_save"],
+            **_fs_open_args_save,
+        }
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "filepath": self._filepath,
+            "protocol": self._protocol,
+            "load_args": self._load_args,
+            "save_args": self._save_args,
+            "version": self._version,
+        }
+
+    def load(self) -> AudioClip:
+        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
+            try:
+                waveform, sample_rate = sf.read(fs_file, **self._load_args)
+            except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+                raise DatasetError(
+                    f"Cannot decode audio file '{load_path}': {err}. Convert it to a "
+                    "format libsndfile reads (WAV, FLAC, OGG) or remove it."
+                ) from err
+        return AudioClip(waveform, int(sample_rate))
+
+    def save(self, data: AudioClip) -> None:
+        save_path = self._get_save_path()
+        audio_format = self._format_for(save_path)
+        waveform, sample_rate = data
+        with self._fs.open(
+            get_filepath_str(save_path, self._protocol), **self._fs_open_args_save
+        ) as fs_file:
+            sf.write(
+                fs_file,
+                np.asarray(waveform),
+                int(sample_rate),
+                format=audio_format,
+                **self._save_args,
+            )
+        self._invalidate_cache()
+
+    def info(self) -> sf._SoundFileInfo:
+        """Reads the header only (rate, channels, frames, format): cheap for any
+        clip length, so callers can reject huge clips without decoding them."""
+        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
+            return sf.info(fs_file)
+
+    def preview(self) -> JSONPreview:
+        """Header and level summary of the clip, shown by kedro-viz."""
+        clip = self.load()
+        mono = clip.waveform if clip.waveform.ndim == 1 else clip.waveform.mean(axis=1)
+        summary = {
+            "sample_rate": clip.sample_rate,
+            "channels": 1 if clip.waveform.ndim == 1 else clip.waveform.shape[1],
+            "duration_s": round(clip.duration, 3),
+            "peak": round(float(np.max(np.abs(mono), initial=0.0)), 4),
+            "rms": round(float(np.sqrt(np.mean(mono**2))) if mono.size else 0.0, 4),
+        }
+        return JSONPreview(json.dumps(summary))
+
+    @staticmethod
+    def _format_for(path: PurePosixPath) -> str:
+        suffix = path.suffix.lower()
+        if suffix not in _FORMATS_BY_SUFFIX:
+            raise DatasetError(
+                f"Cannot save audio to '{path}': the suffix '{suffix}' names no format "
+                f"libsndfile writes. Use one of {sorted(_FORMATS_BY_SUFFIX)}."
+            )
+        return _FORMATS_BY_SUFFIX[suffix]
+
+    def _exists(self) -> bool:
+        try:
+            load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(load_path)
+
+    def _release(self) -> None:
+        super()._release()
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        """Invalidate underlying filesystem caches."""
+        filepath = get_filepath_str(self._filepath, self._protocol)
+        self._fs.invalidate_cache(filepath)
