@@ -1,0 +1,126 @@
+"""Audio preprocessing and features: mono, resampling, trimming, loudness,
+log-mel frames and pooled statistics.
+
+Waveforms are float32 arrays of shape ``(n_samples,)`` (mono) or
+``(n_samples, n_channels)`` (soundfile's layout).
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+from multimodal_fusion.datasets import AudioClip
+
+SILENCE_PEAK = 1e-4
+
+
+def to_mono(waveform: np.ndarray) -> np.ndarray:
+    """Averages channels: ``(n, c)`` → ``(n,)``; mono passes through."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    return waveform.mean(axis=1, dtype=np.float32) if waveform.ndim == 2 else waveform
+
+
+def problem_with(clip: AudioClip) -> str | None:
+    """Why a decoded clip cannot be used, or None when it can."""
+    waveform = np.asarray(clip.waveform)
+    if waveform.size == 0:
+        return "empty audio: the file holds no samples"
+    if not np.all(np.isfinite(waveform)):
+        return "non-finite samples (NaN or inf) in the waveform"
+    if np.max(np.abs(waveform)) < SILENCE_PEAK:
+        return "silent audio: peak below -80 dBFS"
+    return None
+
+
+def prepare_clip(
+    clip: AudioClip,
+    *,
+    sample_rate: int,
+    top_db: float,
+    target_dbfs: float,
+    max_seconds: float,
+) -> tuple[AudioClip, bool]:
+    """Mono, resampled, trimmed, loudness-normalised and length-capped clip.
+
+    Args:
+        clip: Decoded clip at any rate, mono or multichannel.
+        sample_rate: Target rate in Hz; resampling only happens when it differs.
+        top_db: Edges quieter than this many dB below the peak are trimmed.
+        target_dbfs: RMS level to normalise to; the peak is then limited to 1.
+        max_seconds: Longer clips are cut to this length.
+
+    Returns:
+        The prepared clip and whether it was cut to ``max_seconds``.
+    """
+    waveform = to_mono(clip.waveform)
+    if clip.sample_rate != sample_rate:
+        waveform = librosa.resample(
+            waveform,
+            orig_sr=clip.sample_rate,
+            target_sr=sample_rate,
+            res_type="soxr_hq",
+        ).astype(np.float32)
+    trimmed, _ = librosa.effects.trim(waveform, top_db=top_db)
+    if trimmed.size:
+        waveform = trimmed
+    max_samples = int(max_seconds * sample_rate)
+    truncated = waveform.size > max_samples
+    waveform = waveform[:max_samples]
+    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    gain = 10 ** (target_dbfs / 20) / max(rms, 1e-8)
+    waveform = waveform * gain
+    peak = float(np.max(np.abs(waveform)))
+    if peak > 1.0:
+        waveform = waveform / peak
+    return AudioClip(waveform.astype(np.float32), sample_rate), truncated
+
+
+def log_mel(
+    waveform: np.ndarray, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int
+) -> np.ndarray:
+    """Log-mel spectrogram in dB, shape ``(n_frames, n_mels)``, float32."""
+    mel = librosa.feature.melspectrogram(
+        y=waveform, sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+    )
+    return librosa.power_to_db(mel, ref=1.0, top_db=80.0).T.astype(np.float32)
+
+
+def pooled_statistics(log_mel_frames: np.ndarray, *, n_mfcc: int, n_segments: int):
+    """Clip-level statistics from log-mel frames, float32 vector.
+
+    MFCCs with their deltas and delta-deltas (mean and std over time), log-mel
+    mean and std, and MFCC means over ``n_segments`` equal time segments (a coarse
+    view of the order of sounds).
+    """
+    mfcc = librosa.feature.mfcc(S=log_mel_frames.T, n_mfcc=n_mfcc)
+    width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))
+    if width >= 3:
+        delta = librosa.feature.delta(mfcc, width=width)
+        delta2 = librosa.feature.delta(mfcc, order=2, width=width)
+    else:
+        delta = delta2 = np.zeros_like(mfcc)
+    parts = [
+        stat(block, axis=1)
+        for block in (mfcc, delta, delta2, log_mel_frames.T)
+        for stat in (np.mean, np.std)
+    ]
+    parts += _segment_means(mfcc, n_segments)
+    return np.nan_to_num(np.concatenate(parts)).astype(np.float32)
+
+
+def _segment_means(features: np.ndarray, n_segments: int) -> list[np.ndarray]:
+    """Means over ``n_segments`` equal time spans; short clips reuse frames."""
+    n_frames = features.shape[1]
+    edges = np.linspace(0, n_frames, n_segments + 1)
+    starts = np.minimum(edges[:-1].astype(int), n_frames - 1)
+    stops = np.maximum(edges[1:].astype(int), starts + 1)
+    return [features[:, a:b].mean(axis=1) for a, b in zip(starts, stops, strict=True)]
+
+
+def pad_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
+    """Cuts or zero-pads ``(n_frames, n_mels)`` to ``(max_frames, n_mels)``."""
+    out = np.zeros((max_frames, frames.shape[1]), dtype=np.float32)
+    n = min(max_frames, len(frames))
+    out[:n] = frames[:n]
+    return out
