@@ -99,9 +99,10 @@ class FusionClassifier:
     """Trains the fusion MLP on whichever of ``modalities`` the data provides.
 
     Follows scikit-learn's conventions: ``__init__`` stores hyperparameters,
-    ``fit`` returns ``self``, learned attributes end in ``_``. When none of the
-    modalities has data (say ``text`` on an audio-only dataset), ``fit`` records
-    ``skipped_reason_`` instead of training and ``predict`` refuses.
+    ``fit`` returns ``self``, learned attributes end in ``_``. When one of its
+    modalities has no data at all (say ``text`` on an audio-only dataset), ``fit``
+    records ``skipped_reason_`` instead of training and ``predict`` refuses: a
+    fusion model over one modality would only repeat the unimodal baseline.
     """
 
     def __init__(
@@ -137,10 +138,9 @@ class FusionClassifier:
         self.classes_ = np.unique(np.asarray(y))
         self.skipped_reason_ = None
         self.model_ = None
-        if not self.modalities_:
-            self.skipped_reason_ = (
-                f"no data for {list(self.modalities)} in this dataset"
-            )
+        missing = [m for m in self.modalities if m not in self.modalities_]
+        if missing:
+            self.skipped_reason_ = f"this dataset has no {' or '.join(missing)} data"
             return self
         set_global_seed(self.seed)
         self.model_ = build_fusion_mlp(

@@ -1,5 +1,6 @@
 """Custom Kedro datasets of the project."""
 
 from .audio_dataset import AudioClip, AudioDataset
+from .audio_folder_dataset import AudioFolderDataset
 
-__all__ = ["AudioClip", "AudioDataset"]
+__all__ = ["AudioClip", "AudioDataset", "AudioFolderDataset"]

@@ -112,10 +112,15 @@ def evaluate_alignment(
         "n_pairs": int(rows.sum()),
     }
     if alignment.n_components_ < 1 or rows.sum() < 2:
-        return {**result, "status": "skipped: too few rows with both modalities"}
+        return {
+            **result,
+            "status": "skipped",
+            "reason": "too few rows with both modalities",
+        }
     ks = list(recall_at)
     return {
         **result,
+        "status": "evaluated",
         "text_to_audio": retrieval_recall(text_z, audio_z, ks),
         "audio_to_text": retrieval_recall(audio_z, text_z, ks),
     }
@@ -160,7 +165,7 @@ def evaluate_classifier(
     """
     sizes = {split: len(model_inputs[split]["y"]) for split in SPLITS}
     test = model_inputs["test"]
-    base = {"modalities": list(model.modalities_), "split_sizes": sizes}
+    base = {"modalities": list(model.modalities), "split_sizes": sizes}
     if model.skipped_reason_:
         metrics = {
             **base,

@@ -15,11 +15,14 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 FUSION_KEYS = ("best_model", "best_unimodal", "best_fusion", "fusion_gain_macro_f1")
 
 
+def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The model-variant entries of ``metrics`` (those holding ``macro_f1``)."""
+    return {n: m for n, m in metrics.items() if isinstance(m, dict) and "macro_f1" in m}
+
+
 def _trained(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        name: m
-        for name, m in metrics.items()
-        if isinstance(m, dict) and m.get("status") == "trained"
+        n: m for n, m in variant_entries(metrics).items() if m["status"] == "trained"
     }
 
 
@@ -145,9 +148,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
         "| variant | modalities | accuracy | macro-F1 | val macro-F1 | epochs |",
         "|---|---|---|---|---|---|",
     ]
-    for name, m in metrics.items():
-        if not isinstance(m, dict) or "status" not in m:
-            continue
+    for name, m in variant_entries(metrics).items():
         if m["status"] != "trained":
             lines.append(
                 f"| {name} | {'+'.join(m['modalities']) or '-'} | "
@@ -169,7 +170,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
         )
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
     alignment = metrics["alignment"]
-    if "text_to_audio" in alignment:
+    if alignment["status"] == "evaluated":
         recall = alignment["text_to_audio"]
         lines += [
             "",

@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from kedro.io import DatasetError, Version
+
+from multimodal_fusion.datasets import AudioClip, AudioDataset, AudioFolderDataset
+
+
+def _tone(sample_rate=16000, seconds=0.25, channels=1):
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    mono = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return mono if channels == 1 else np.stack([mono, -mono], axis=1)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg"])
+def test_round_trip_keeps_rate_length_and_shape(tmp_path, suffix):
+    dataset = AudioDataset(filepath=str(tmp_path / f"clip{suffix}"))
+    dataset.save(AudioClip(_tone(), 16000))
+    clip = dataset.load()
+    assert clip.sample_rate == 16000
+    assert clip.waveform.dtype == np.float32
+    assert clip.waveform.shape == (4000,)
+    tolerance = 0.05 if suffix == ".ogg" else 1e-3
+    assert np.max(np.abs(clip.waveform - _tone())) < tolerance
+
+
+def test_stereo_loads_as_samples_by_channels(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, _tone(sample_rate=8000, channels=2), 8000)
+    clip = AudioDataset(filepath=str(path)).load()
+    assert clip.waveform.shape == (2000, 2)
+    assert clip.duration == pytest.approx(0.25)
+
+
+def test_save_args_choose_the_subtype(tmp_path):
+    path = tmp_path / "float.wav"
+    AudioDataset(filepath=str(path), save_args={"subtype": "FLOAT"}).save(
+        AudioClip(_tone(), 16000)
+    )
+    assert sf.info(str(path)).subtype == "FLOAT"
+
+
+def test_undecodable_file_error_names_the_file(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio")
+    with pytest.raises(DatasetError, match="notes.wav.*Convert it"):
+        AudioDataset(filepath=str(path)).load()
+
+
+def test_unknown_suffix_is_refused_on_save(tmp_path):
+    dataset = AudioDataset(filepath=str(tmp_path / "clip.mp4"))
+    with pytest.raises(DatasetError, match="suffix '.mp4'"):
+        dataset.save(AudioClip(_tone(), 16000))
+
+
+def test_info_reads_the_header_only(tmp_path):
+    path = tmp_path / "clip.flac"
+    sf.write(path, _tone(seconds=1.0), 16000)
+    info = AudioDataset(filepath=str(path)).info()
+    assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
+
+
+def test_preview_summarises_the_clip(tmp_path):
+    dataset = AudioDataset(filepath=str(tmp_path / "clip.wav"))
+    dataset.save(AudioClip(_tone(), 16000))
+    preview = json.loads(dataset.preview())
+    assert preview["sample_rate"] == 16000
+    assert preview["duration_s"] == 0.25
+    assert preview["peak"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_versioned_saves_keep_every_version(tmp_path):
+    filepath = str(tmp_path / "clip.wav")
+    first = AudioDataset(filepath=filepath, version=Version(None, "2026-01-01T00.00.00.000Z"))
+    first.save(AudioClip(_tone(), 16000))
+    second = AudioDataset(filepath=filepath, version=Version(None, "2026-01-02T00.00.00.000Z"))
+    second.save(AudioClip(_tone() * 0.5, 16000))
+    versions = sorted(p.name for p in (tmp_path / "clip.wav").iterdir())
+    assert versions == ["2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"]
+    latest = AudioDataset(filepath=filepath, version=Version(None, None)).load()
+    assert np.max(np.abs(latest.waveform)) == pytest.approx(0.25, abs=1e-3)
+    pinned = AudioDataset(
+        filepath=filepath, version=Version("2026-01-01T00.00.00.000Z", None)
+    ).load()
+    assert np.max(np.abs(pinned.waveform)) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_versioned_load_without_a_version_fails_clearly(tmp_path):
+    dataset = AudioDataset(filepath=str(tmp_path / "clip.wav"), version=Version(None, None))
+    with pytest.raises(DatasetError, match="Did not find any versions"):
+        dataset.load()
+
+
+def test_folder_loads_lazily_by_relative_path(tmp_path):
+    (tmp_path / "sub").mkdir()
+    sf.write(tmp_path / "a.wav", _tone(), 16000)
+    sf.write(tmp_path / "sub" / "b.flac", _tone(), 8000)
+    clips = AudioFolderDataset(path=str(tmp_path)).load()
+    assert sorted(clips) == ["a.wav", "sub/b.flac"]
+    assert callable(clips["a.wav"])
+    assert clips["sub/b.flac"]().sample_rate == 8000
+
+
+def test_folder_round_trip_with_suffix(tmp_path):
+    folder = AudioFolderDataset(path=str(tmp_path / "out"), filename_suffix=".flac")
+    folder.save({"c1": AudioClip(_tone(), 16000), "c2": lambda: AudioClip(_tone(), 8000)})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1.flac", "c2.flac"]
+    loaded = folder.load()
+    assert loaded["c2"]().sample_rate == 8000
+
+
+def test_empty_folder_fails_unless_allowed(tmp_path):
+    with pytest.raises(DatasetError, match="No partitions found"):
+        AudioFolderDataset(path=str(tmp_path)).load()
+    assert AudioFolderDataset(path=str(tmp_path / "missing"), allow_empty=True).load() == {}
