@@ -73,9 +73,13 @@ def test_preview_summarises_the_clip(tmp_path):
 
 def test_versioned_saves_keep_every_version(tmp_path):
     filepath = str(tmp_path / "clip.wav")
-    first = AudioDataset(filepath=filepath, version=Version(None, "2026-01-01T00.00.00.000Z"))
+    first = AudioDataset(
+        filepath=filepath, version=Version(None, "2026-01-01T00.00.00.000Z")
+    )
     first.save(AudioClip(_tone(), 16000))
-    second = AudioDataset(filepath=filepath, version=Version(None, "2026-01-02T00.00.00.000Z"))
+    second = AudioDataset(
+        filepath=filepath, version=Version(None, "2026-01-02T00.00.00.000Z")
+    )
     second.save(AudioClip(_tone() * 0.5, 16000))
     versions = sorted(p.name for p in (tmp_path / "clip.wav").iterdir())
     assert versions == ["2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"]
@@ -88,7 +92,9 @@ def test_versioned_saves_keep_every_version(tmp_path):
 
 
 def test_versioned_load_without_a_version_fails_clearly(tmp_path):
-    dataset = AudioDataset(filepath=str(tmp_path / "clip.wav"), version=Version(None, None))
+    dataset = AudioDataset(
+        filepath=str(tmp_path / "clip.wav"), version=Version(None, None)
+    )
     with pytest.raises(DatasetError, match="Did not find any versions"):
         dataset.load()
 
@@ -105,8 +111,13 @@ def test_folder_loads_lazily_by_relative_path(tmp_path):
 
 def test_folder_round_trip_with_suffix(tmp_path):
     folder = AudioFolderDataset(path=str(tmp_path / "out"), filename_suffix=".flac")
-    folder.save({"c1": AudioClip(_tone(), 16000), "c2": lambda: AudioClip(_tone(), 8000)})
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1.flac", "c2.flac"]
+    folder.save(
+        {"c1": AudioClip(_tone(), 16000), "c2": lambda: AudioClip(_tone(), 8000)}
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "c1.flac",
+        "c2.flac",
+    ]
     loaded = folder.load()
     assert loaded["c2"]().sample_rate == 8000
 
@@ -114,4 +125,7 @@ def test_folder_round_trip_with_suffix(tmp_path):
 def test_empty_folder_fails_unless_allowed(tmp_path):
     with pytest.raises(DatasetError, match="No partitions found"):
         AudioFolderDataset(path=str(tmp_path)).load()
-    assert AudioFolderDataset(path=str(tmp_path / "missing"), allow_empty=True).load() == {}
+    assert (
+        AudioFolderDataset(path=str(tmp_path / "missing"), allow_empty=True).load()
+        == {}
+    )

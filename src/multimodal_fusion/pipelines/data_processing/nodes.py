@@ -99,7 +99,8 @@ def clean_labels(raw_labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     _require_columns(raw_labels, ["id", "label"], "raw_labels")
     labels = raw_labels.reindex(columns=["id", "label", "speaker", "split"])
-    labels = labels.fillna("").astype(str).apply(lambda col: col.str.strip())
+    labels = labels.astype(object).fillna("").astype(str)
+    labels = labels.apply(lambda col: col.str.strip())
     labels, rejected = _split_duplicates(labels, "raw_labels")
     labels["split"] = labels["split"].str.lower()
     bad_split = ~labels["split"].isin(("", *SPLITS))
@@ -225,7 +226,7 @@ def join_contacts(
 
 def _holdout(frame: pd.DataFrame, size: float, seed: int, group_column: str | None):
     """Ids of a stratified (and, with groups, grouped) share ``size`` of frame."""
-    if frame.empty or size <= 0:
+    if len(frame) < 2 or size <= 0:
         return set()
     labels = frame["label"]
     stratify = labels if labels.value_counts().min() >= 2 else None
@@ -265,6 +266,12 @@ def split_contacts(
     if params.get("test_ids_matching"):
         pattern = re.compile(params["test_ids_matching"])
         matches = contacts["id"].map(lambda i: bool(pattern.search(i)))
+        if not (labeled & matches).any():
+            raise ValueError(
+                f"test_ids_matching '{pattern.pattern}' matches no labeled id "
+                f"(ids look like {contacts['id'].head(3).tolist()}). Fix the pattern "
+                "in parameters_data_processing.yml or set it to null."
+            )
         contacts.loc[labeled & matches & (contacts["split"] == ""), "split"] = "test"
         contacts.loc[labeled & (contacts["split"] == ""), "split"] = "train"
     group = params.get("group_column")

@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+
+from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.pipelines.feature_extraction.nodes import (
+    extract_audio_features,
+    featurize_texts,
+    fit_audio_scaler,
+    fit_text_featurizer,
+    scale_audio_features,
+)
+
+AUDIO = {
+    "n_fft": 512,
+    "hop_length": 160,
+    "n_mels": 40,
+    "max_frames": 50,
+    "n_mfcc": 20,
+    "n_segments": 4,
+}
+
+
+def _contacts():
+    return pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "text": ["lost card", "card arrived", "zebra secret", ""],
+            "split": ["train", "train", "test", "train"],
+            "has_text": [True, True, True, False],
+            "has_audio": [True, False, True, True],
+        }
+    )
+
+
+def _clip(freq, seconds=0.8):
+    t = np.arange(int(16000 * seconds)) / 16000
+    return AudioClip((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+
+
+def _loaders(clips):
+    loaded = []
+
+    def loader(clip_id):
+        def load():
+            loaded.append(clip_id)
+            return clips[clip_id]
+
+        return load
+
+    return {cid: loader(cid) for cid in clips}, loaded
+
+
+def test_text_vocabulary_comes_from_the_training_split_only():
+    featurizer = fit_text_featurizer(_contacts(), {"min_df": 1})
+    vocabulary = set(featurizer.vectorizers_[0].vocabulary_)
+    assert {"lost", "card", "arrived"} <= vocabulary
+    assert "zebra" not in vocabulary
+    features = featurize_texts(_contacts(), featurizer)
+    assert features["ids"].tolist() == ["a", "b", "c", "d"]
+    assert features["tfidf"][3].getnnz() == 0
+    assert features["present"].tolist() == [True, True, True, False]
+
+
+def test_audio_features_cover_every_contact_and_only_load_its_clips():
+    clips = {
+        "a": _clip(300),
+        "c": _clip(900, seconds=2.0),
+        "d": _clip(500),
+        "x": _clip(1),
+    }
+    loaders, loaded = _loaders(clips)
+    features = extract_audio_features(_contacts(), loaders, AUDIO)
+    assert sorted(loaded) == ["a", "c", "d"]
+    assert features["pooled"].shape == (4, 280)
+    assert features["frames"].shape == (4, 50, 40)
+    assert features["n_frames"].tolist() == [50, 0, 50, 50]
+    assert not features["pooled"][1].any() and not features["frames"][1].any()
+    assert not np.allclose(features["pooled"][0], features["pooled"][2])
+
+
+def test_audio_scaler_is_fit_on_training_clips_and_leaves_missing_rows_zero():
+    clips = {"a": _clip(300), "c": _clip(900), "d": _clip(500)}
+    features = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO)
+    scaler = fit_audio_scaler(_contacts(), features)
+    train = features["pooled"][[0, 3]]
+    np.testing.assert_allclose(scaler.mean_, train.mean(axis=0), rtol=1e-5)
+    scaled = scale_audio_features(features, scaler)
+    assert not scaled["pooled"][1].any()
+    np.testing.assert_allclose(scaled["pooled"][[0, 3]].mean(axis=0), 0, atol=0.05)
+
+
+def test_no_audio_at_all_gives_zero_width_features():
+    contacts = _contacts().assign(has_audio=False)
+    features = extract_audio_features(contacts, {}, AUDIO)
+    assert features["pooled"].shape == (4, 0)
+    scaled = scale_audio_features(features, fit_audio_scaler(contacts, features))
+    assert scaled["pooled"].shape == (4, 0)
