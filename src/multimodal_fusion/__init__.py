@@ -1,4 +1,3 @@
-"""multimodal-fusion
-"""
+"""multimodal-fusion"""
 
 __version__ = "0.1"

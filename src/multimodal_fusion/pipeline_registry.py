@@ -15,7 +15,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     asked for (``kedro run --pipeline demo_data``).
     """
     pipelines = find_pipelines(raise_errors=True)
+    # Kedro may load only the pipelines a command asks for: sum those present.
     pipelines["__default__"] = sum(
-        (pipelines[name] for name in MAIN_PIPELINES), Pipeline([])
+        (pipelines[name] for name in MAIN_PIPELINES if name in pipelines),
+        Pipeline([]),
     )
     return pipelines
