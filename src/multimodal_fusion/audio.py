@@ -118,9 +118,51 @@ def _segment_means(features: np.ndarray, n_segments: int) -> list[np.ndarray]:
     return [features[:, a:b].mean(axis=1) for a, b in zip(starts, stops, strict=True)]
 
 
-def pad_frames(frames: np.ndarray, max_frames: int) -> np.ndarray:
-    """Cuts or zero-pads ``(n_frames, n_mels)`` to ``(max_frames, n_mels)``."""
-    out = np.zeros((max_frames, frames.shape[1]), dtype=np.float32)
-    n = min(max_frames, len(frames))
-    out[:n] = frames[:n]
-    return out
+class AudioStandardizer:
+    """Standardises pooled statistics and log-mel frames with statistics learned
+    from training clips only.
+
+    Follows scikit-learn's conventions: ``__init__`` stores hyperparameters,
+    ``fit`` returns ``self``, learned attributes end in ``_``. Padding frames
+    (beyond a clip's ``n_frames``) and rows without audio stay zero.
+
+    Args:
+        eps: Floor of the standard deviations, so constant features stay finite.
+    """
+
+    def __init__(self, *, eps: float = 1e-6) -> None:
+        self.eps = eps
+
+    def fit(
+        self, pooled: np.ndarray, frames: np.ndarray, n_frames: np.ndarray
+    ) -> AudioStandardizer:
+        """Learns means and stds from ``pooled`` ``(n, d)`` and the valid frames
+        of ``frames`` ``(n, t, n_mels)``; all rows are training clips."""
+        valid = frames[_frame_mask(frames, n_frames)]
+        self.pooled_mean_, self.pooled_std_ = self._moments(pooled, pooled.shape[1])
+        self.frame_mean_, self.frame_std_ = self._moments(valid, frames.shape[2])
+        return self
+
+    def transform(
+        self, pooled: np.ndarray, frames: np.ndarray, n_frames: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised copies of ``pooled`` and ``frames`` (float32)."""
+        present = n_frames > 0
+        pooled_out = np.zeros_like(pooled)
+        pooled_out[present] = (pooled[present] - self.pooled_mean_) / self.pooled_std_
+        mask = _frame_mask(frames, n_frames)
+        frames_out = np.zeros_like(frames)
+        frames_out[mask] = (frames[mask] - self.frame_mean_) / self.frame_std_
+        return pooled_out, frames_out
+
+    def _moments(self, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(rows) == 0:
+            return np.zeros(width, np.float32), np.ones(width, np.float32)
+        mean = rows.mean(axis=0, dtype=np.float64)
+        std = np.maximum(rows.std(axis=0, dtype=np.float64), self.eps)
+        return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _frame_mask(frames: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+    """``(n, t)`` booleans: True for a clip's real (not padding) frames."""
+    return np.arange(frames.shape[1])[None, :] < np.asarray(n_frames)[:, None]

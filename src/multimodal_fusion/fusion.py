@@ -1,10 +1,13 @@
 """Fusion classifiers: one Keras builder serves the unimodal baselines and the
 fused models, wrapped in a scikit-learn-style estimator.
 
-Inputs are a dict ``{modality: matrix}`` with one row per contact; a row whose
-modality is missing holds zeros there. The reference architecture (early fusion)
-is a Dense+Dropout branch per modality, Concatenate, Dense, softmax; Adam; early
-stopping on the validation split. With one modality it is a unimodal MLP.
+Inputs are a dict ``{name: matrix}`` with one row per contact: ``text`` (TF-IDF),
+``audio`` (pooled statistics) and ``audio_frames`` (standardised log-mel frames);
+a row whose modality is missing holds zeros there. The reference architecture
+(early fusion) is a Dense+Dropout branch per modality, Concatenate, Dense,
+softmax; Adam; early stopping on the validation split. The audio branch also
+sees a small CNN encoding of the frames. With one modality it is a unimodal
+network.
 """
 
 from __future__ import annotations
@@ -28,8 +31,28 @@ def set_global_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def _audio_frames_encoder(frames, *, channels: list[int], kernel_size: int):
+    """Small 1-D CNN over log-mel frames, max-pooled over time (keyword-like
+    evidence wherever it occurs in the clip)."""
+    from keras import layers
+
+    hidden = layers.AveragePooling1D(2, padding="same", name="frames_downsample")(
+        frames
+    )
+    for i, width in enumerate(channels):
+        hidden = layers.Conv1D(
+            width,
+            kernel_size,
+            padding="same",
+            activation="relu",
+            name=f"frames_conv{i}",
+        )(hidden)
+        hidden = layers.MaxPooling1D(2, padding="same", name=f"frames_pool{i}")(hidden)
+    return layers.GlobalMaxPooling1D(name="frames_max")(hidden)
+
+
 def build_fusion_mlp(
-    input_dims: dict[str, int],
+    input_shapes: dict[str, tuple[int, ...]],
     sparse_inputs: set[str],
     n_classes: int,
     *,
@@ -38,31 +61,48 @@ def build_fusion_mlp(
     fusion_units: int,
     fusion_dropout: float,
     learning_rate: float,
+    conv_channels: list[int],
+    conv_kernel: int,
 ):
-    """Compiles the early-fusion MLP over the given modalities.
+    """Compiles the early-fusion network over the given inputs.
+
+    Each modality gets a Dense+Dropout branch; ``audio_frames``, when given, is
+    encoded by a small CNN whose output joins the ``audio`` branch. Branches are
+    concatenated, then Dense+Dropout and a softmax.
 
     Args:
-        input_dims: Width of each modality's input, in a fixed order.
-        sparse_inputs: Modalities fed as sparse matrices (TF-IDF).
+        input_shapes: Shape (without batch) of each input, by input name:
+            ``text``, ``audio`` and optionally ``audio_frames``.
+        sparse_inputs: Inputs fed as sparse matrices (TF-IDF).
         n_classes: Size of the softmax.
         branch_units, branch_dropout: The Dense+Dropout branch per modality.
         fusion_units, fusion_dropout: The Dense+Dropout layer after Concatenate.
         learning_rate: Adam's step size.
+        conv_channels, conv_kernel: The frame encoder's layer widths and kernel.
 
     Returns:
-        A compiled ``keras.Model`` with one named input per modality.
+        A compiled ``keras.Model`` with one named input per entry of input_shapes.
     """
     import keras
     from keras import layers
 
-    inputs, branches = [], []
-    for name, dim in input_dims.items():
-        inp = keras.Input((dim,), name=name, sparse=name in sparse_inputs)
-        branch = layers.Dense(branch_units, activation="relu", name=f"{name}_dense")(
-            inp
-        )
-        branches.append(layers.Dropout(branch_dropout, name=f"{name}_dropout")(branch))
-        inputs.append(inp)
+    inputs = {
+        name: keras.Input(shape, name=name, sparse=name in sparse_inputs)
+        for name, shape in input_shapes.items()
+    }
+    branches = []
+    for modality in ("text", "audio"):
+        if modality not in inputs:
+            continue
+        features = inputs[modality]
+        if modality == "audio" and "audio_frames" in inputs:
+            encoded = _audio_frames_encoder(
+                inputs["audio_frames"], channels=conv_channels, kernel_size=conv_kernel
+            )
+            features = layers.Concatenate(name="audio_features")([features, encoded])
+        branch = layers.Dense(branch_units, activation="relu", name=f"{modality}_dense")
+        dropout = layers.Dropout(branch_dropout, name=f"{modality}_dropout")
+        branches.append(dropout(branch(features)))
     fused = (
         layers.Concatenate(name="fusion")(branches)
         if len(branches) > 1
@@ -71,7 +111,7 @@ def build_fusion_mlp(
     hidden = layers.Dense(fusion_units, activation="relu", name="fusion_dense")(fused)
     hidden = layers.Dropout(fusion_dropout, name="fusion_dropout")(hidden)
     outputs = layers.Dense(n_classes, activation="softmax", name="intent")(hidden)
-    model = keras.Model(inputs, outputs, name="fusion_mlp")
+    model = keras.Model(inputs, outputs, name="fusion_network")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -117,6 +157,9 @@ class FusionClassifier:
         batch_size: int = 64,
         epochs: int = 60,
         patience: int = 8,
+        audio_frames: bool = True,
+        conv_channels: tuple[int, ...] = (64, 96, 128),
+        conv_kernel: int = 5,
         seed: int = 42,
     ) -> None:
         self.modalities = modalities
@@ -128,6 +171,9 @@ class FusionClassifier:
         self.batch_size = batch_size
         self.epochs = epochs
         self.patience = patience
+        self.audio_frames = audio_frames
+        self.conv_channels = conv_channels
+        self.conv_kernel = conv_kernel
         self.seed = seed
 
     def fit(self, inputs: dict, y, *, validation: tuple[dict, Any]) -> FusionClassifier:
@@ -142,16 +188,23 @@ class FusionClassifier:
         if missing:
             self.skipped_reason_ = f"this dataset has no {' or '.join(missing)} data"
             return self
+        self.input_names_ = list(self.modalities_)
+        frames = inputs.get("audio_frames")
+        has_frames = frames is not None and frames.shape[1] > 0
+        if "audio" in self.modalities_ and self.audio_frames and has_frames:
+            self.input_names_.append("audio_frames")
         set_global_seed(self.seed)
         self.model_ = build_fusion_mlp(
-            {m: inputs[m].shape[1] for m in self.modalities_},
-            {m for m in self.modalities_ if sparse.issparse(inputs[m])},
+            {name: inputs[name].shape[1:] for name in self.input_names_},
+            {name for name in self.input_names_ if sparse.issparse(inputs[name])},
             len(self.classes_),
             branch_units=self.branch_units,
             branch_dropout=self.branch_dropout,
             fusion_units=self.fusion_units,
             fusion_dropout=self.fusion_dropout,
             learning_rate=self.learning_rate,
+            conv_channels=list(self.conv_channels),
+            conv_kernel=self.conv_kernel,
         )
         val_inputs, val_y = validation
         known = np.isin(val_y, self.classes_)
@@ -189,7 +242,8 @@ class FusionClassifier:
 
     def _select(self, inputs: dict, rows=None) -> dict:
         return {
-            m: inputs[m] if rows is None else inputs[m][rows] for m in self.modalities_
+            name: inputs[name] if rows is None else inputs[name][rows]
+            for name in self.input_names_
         }
 
     def _encode(self, y) -> np.ndarray:

@@ -5,9 +5,9 @@ from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     extract_audio_features,
     featurize_texts,
-    fit_audio_scaler,
+    fit_audio_standardizer,
     fit_text_featurizer,
-    scale_audio_features,
+    standardize_audio_features,
 )
 
 AUDIO = {
@@ -72,26 +72,44 @@ def test_audio_features_cover_every_contact_and_only_load_its_clips():
     features = extract_audio_features(_contacts(), loaders, AUDIO)
     assert sorted(loaded) == ["a", "c", "d"]
     assert features["pooled"].shape == (4, 280)
-    assert features["frames"].shape == (4, 50, 40)
+    assert features["frames"].shape == (4, 50, 40)  # capped at max_frames
     assert features["n_frames"].tolist() == [50, 0, 50, 50]
     assert not features["pooled"][1].any() and not features["frames"][1].any()
     assert not np.allclose(features["pooled"][0], features["pooled"][2])
 
 
-def test_audio_scaler_is_fit_on_training_clips_and_leaves_missing_rows_zero():
-    clips = {"a": _clip(300), "c": _clip(900), "d": _clip(500)}
+def test_frames_are_as_long_as_the_longest_clip():
+    clips = {"a": _clip(300, 0.2), "c": _clip(900, 0.3), "d": _clip(500, 0.1)}
     features = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO)
-    scaler = fit_audio_scaler(_contacts(), features)
+    assert features["n_frames"].tolist() == [21, 0, 31, 11]
+    assert features["frames"].shape == (4, 31, 40)
+    assert not features["frames"][0, 21:].any()
+
+
+def test_standardizer_is_fit_on_training_clips_and_leaves_padding_zero():
+    clips = {"a": _clip(300, 0.2), "c": _clip(900, 0.3), "d": _clip(500, 0.1)}
+    features = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO)
+    standardizer = fit_audio_standardizer(_contacts(), features)
     train = features["pooled"][[0, 3]]
-    np.testing.assert_allclose(scaler.mean_, train.mean(axis=0), rtol=1e-5)
-    scaled = scale_audio_features(features, scaler)
+    np.testing.assert_allclose(standardizer.pooled_mean_, train.mean(axis=0), rtol=1e-5)
+    train_frames = np.concatenate(
+        [features["frames"][0, :21], features["frames"][3, :11]]
+    )
+    np.testing.assert_allclose(
+        standardizer.frame_mean_, train_frames.mean(0), rtol=1e-4
+    )
+    scaled = standardize_audio_features(features, standardizer)
     assert not scaled["pooled"][1].any()
-    np.testing.assert_allclose(scaled["pooled"][[0, 3]].mean(axis=0), 0, atol=0.05)
+    assert not scaled["frames"][0, 21:].any()
+    np.testing.assert_allclose(scaled["pooled"][[0, 3]].mean(axis=0), 0, atol=1e-4)
 
 
 def test_no_audio_at_all_gives_zero_width_features():
     contacts = _contacts().assign(has_audio=False)
     features = extract_audio_features(contacts, {}, AUDIO)
     assert features["pooled"].shape == (4, 0)
-    scaled = scale_audio_features(features, fit_audio_scaler(contacts, features))
+    assert features["frames"].shape == (4, 0, 40)
+    scaled = standardize_audio_features(
+        features, fit_audio_standardizer(contacts, features)
+    )
     assert scaled["pooled"].shape == (4, 0)

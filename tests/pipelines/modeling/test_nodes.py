@@ -58,6 +58,7 @@ def _problem(n=240, seed=0):
     audio_features = {
         "ids": contacts["id"].to_numpy(),
         "pooled": audio,
+        "frames": np.zeros((n, 0, 4), np.float32),
         "present": np.ones(n, bool),
     }
     return build_model_inputs(contacts, text_features, audio_features)
@@ -167,3 +168,33 @@ def test_cca_alignment_without_pairs_learns_nothing():
     assert alignment.n_components_ == 0
     text_z, audio_z = alignment.transform(np.ones((4, 5)), np.ones((4, 3)))
     assert text_z.shape == audio_z.shape == (4, 0)
+
+
+def test_audio_frames_encoder_finds_evidence_anywhere_in_the_clip():
+    """The class is a short burst in one mel band at a random time; pooled
+    statistics are noise, so only the frame encoder can see it."""
+    rng = np.random.default_rng(3)
+    inputs = _problem(n=240)
+    for part in inputs.values():
+        n = len(part["y"])
+        frames = rng.normal(0, 0.3, (n, 32, 6)).astype(np.float32)
+        band = np.searchsorted(["a", "b", "c"], part["y"])
+        start = rng.integers(0, 28, n)
+        for row in range(n):
+            frames[row, start[row] : start[row] + 4, band[row]] += 3.0
+        part["inputs"]["audio_frames"] = frames
+        part["inputs"]["audio"] = rng.normal(size=(n, 4)).astype(np.float32)
+    scores = {}
+    for use_frames in (True, False):
+        params = {
+            **MLP,
+            "modalities": ["audio"],
+            "audio_frames": use_frames,
+            "conv_channels": [16],
+            "conv_kernel": 3,
+        }
+        model = train_classifier(inputs, params, seed=0)
+        assert ("audio_frames" in model.input_names_) is use_frames
+        scores[use_frames] = evaluate_classifier(model, inputs)[0]["macro_f1"]
+    assert scores[True] > 0.9
+    assert scores[False] < 0.6

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from multimodal_fusion.audio import log_mel, pad_frames, pooled_statistics
+from multimodal_fusion.audio import AudioStandardizer, log_mel, pooled_statistics
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.text import TextFeaturizer
 
@@ -77,16 +76,17 @@ def extract_audio_features(
             ``n_segments``.
 
     Returns:
-        ``{"ids", "pooled" (n × d), "frames" (n × max_frames × n_mels),
-        "n_frames", "present"}``, float32, unscaled.
+        ``{"ids", "pooled" (n × d), "frames" (n × t × n_mels), "n_frames",
+        "present"}``, float32, unscaled; ``t`` is the longest clip's frame count
+        capped at ``max_frames`` (0 when there is no audio).
     """
     n = len(contacts)
-    frames = np.zeros((n, params["max_frames"], params["n_mels"]), np.float32)
-    n_frames = np.zeros(n, np.int32)
-    pooled: list[np.ndarray | None] = [None] * n
     present = contacts["has_audio"].to_numpy()
-    rows = np.flatnonzero(present)
-    for row in tqdm(rows, desc="audio features", unit="clip", mininterval=2):
+    mels: dict[int, np.ndarray] = {}
+    pooled: dict[int, np.ndarray] = {}
+    for row in tqdm(
+        np.flatnonzero(present), desc="audio features", unit="clip", mininterval=2
+    ):
         clip = clean_audio[contacts["id"].iat[row]]()
         mel = log_mel(
             clip.waveform,
@@ -95,45 +95,44 @@ def extract_audio_features(
             hop_length=params["hop_length"],
             n_mels=params["n_mels"],
         )
-        frames[row] = pad_frames(mel, params["max_frames"])
-        n_frames[row] = min(len(mel), params["max_frames"])
         pooled[row] = pooled_statistics(
             mel, n_mfcc=params["n_mfcc"], n_segments=params["n_segments"]
         )
-    width = len(pooled[rows[0]]) if len(rows) else 0
-    zero = np.zeros(width, np.float32)
+        mels[row] = mel[: params["max_frames"]]
+    n_frames = np.zeros(n, np.int32)
+    for row, mel in mels.items():
+        n_frames[row] = len(mel)
+    frames = np.zeros((n, n_frames.max(initial=0), params["n_mels"]), np.float32)
+    pooled_matrix = np.zeros((n, len(next(iter(pooled.values()), []))), np.float32)
+    for row, mel in mels.items():
+        frames[row, : len(mel)] = mel
+        pooled_matrix[row] = pooled[row]
     return {
         "ids": contacts["id"].to_numpy(),
-        "pooled": np.stack([zero if p is None else p for p in pooled]).reshape(
-            n, width
-        ),
+        "pooled": pooled_matrix,
         "frames": frames,
         "n_frames": n_frames,
         "present": present,
     }
 
 
-def fit_audio_scaler(
+def fit_audio_standardizer(
     contacts: pd.DataFrame, audio_features: dict[str, Any]
-) -> StandardScaler | None:
-    """Standardisation of pooled audio statistics, fit on training clips only.
-
-    Returns:
-        The fitted scaler; an unfitted one when no training row has audio.
-    """
+) -> AudioStandardizer:
+    """Learns feature means and stds from the training clips only."""
     train = _train_rows(contacts, "has_audio").to_numpy()
-    scaler = StandardScaler()
-    if train.any():
-        scaler.fit(audio_features["pooled"][train])
-    return scaler
+    return AudioStandardizer().fit(
+        audio_features["pooled"][train],
+        audio_features["frames"][train],
+        audio_features["n_frames"][train],
+    )
 
 
-def scale_audio_features(
-    audio_features: dict[str, Any], scaler: StandardScaler
+def standardize_audio_features(
+    audio_features: dict[str, Any], standardizer: AudioStandardizer
 ) -> dict[str, Any]:
-    """Applies the scaler to rows with audio; rows without audio stay zero."""
-    pooled = audio_features["pooled"].copy()
-    present = audio_features["present"]
-    if present.any() and hasattr(scaler, "mean_"):
-        pooled[present] = scaler.transform(pooled[present]).astype(np.float32)
-    return {**audio_features, "pooled": pooled}
+    """Standardised pooled statistics and frames; rows without audio stay zero."""
+    pooled, frames = standardizer.transform(
+        audio_features["pooled"], audio_features["frames"], audio_features["n_frames"]
+    )
+    return {**audio_features, "pooled": pooled, "frames": frames}

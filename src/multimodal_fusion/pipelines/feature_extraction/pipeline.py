@@ -5,9 +5,9 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import (
     extract_audio_features,
     featurize_texts,
-    fit_audio_scaler,
+    fit_audio_standardizer,
     fit_text_featurizer,
-    scale_audio_features,
+    standardize_audio_features,
 )
 
 
@@ -33,16 +33,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="extract_audio_features",
             ),
             Node(
-                fit_audio_scaler,
+                fit_audio_standardizer,
                 ["contacts", "raw_audio_features"],
-                "audio_scaler",
-                name="fit_audio_scaler",
+                "audio_standardizer",
+                name="fit_audio_standardizer",
             ),
             Node(
-                scale_audio_features,
-                ["raw_audio_features", "audio_scaler"],
+                standardize_audio_features,
+                ["raw_audio_features", "audio_standardizer"],
                 "audio_features",
-                name="scale_audio_features",
+                name="standardize_audio_features",
             ),
         ]
     )

@@ -28,8 +28,8 @@ def build_model_inputs(
     """Per split: ids, labels, modality matrices and presence flags.
 
     Returns:
-        ``{split: {"ids", "y", "inputs": {"text", "audio"}, "has": {...}}}`` for
-        train, val and test.
+        ``{split: {"ids", "y", "inputs": {"text", "audio", "audio_frames"},
+        "has": {"text", "audio"}}}`` for train, val and test.
     """
     if not (text_features["ids"] == contacts["id"].to_numpy()).all():
         raise ValueError("text_features rows are not aligned with contacts")
@@ -44,6 +44,7 @@ def build_model_inputs(
             "inputs": {
                 "text": text_features["tfidf"][rows],
                 "audio": audio_features["pooled"][rows],
+                "audio_frames": audio_features["frames"][rows],
             },
             "has": {
                 "text": text_features["present"][rows],

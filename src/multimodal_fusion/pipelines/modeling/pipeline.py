@@ -22,6 +22,11 @@ VARIANT_INPUTS = {
 }
 
 
+def variant_metrics(variant: str) -> str:
+    """The dataset a variant publishes its metrics to, outside its namespace."""
+    return f"{variant}_metrics"
+
+
 def variant_pipeline() -> Pipeline:
     """Train and evaluate one variant; namespaced once per entry of VARIANT_INPUTS."""
     return Pipeline(
@@ -76,6 +81,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             variant_pipeline(),
             namespace=variant,
             inputs={"model_inputs": source},
+            outputs={"metrics": variant_metrics(variant)},
             parameters={"params:seed": "params:seed"},
         )
         for variant, source in VARIANT_INPUTS.items()

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from ..modeling.pipeline import VARIANT_INPUTS
+from ..modeling.pipeline import VARIANT_INPUTS, variant_metrics
 from .nodes import (
     collect_metrics,
     plot_confusion_matrix,
@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 )
             ],
             namespace=variant,
+            inputs={"metrics": variant_metrics(variant)},
         )
         for variant in VARIANT_INPUTS
     ]
@@ -33,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "data_summary": "data_summary",
                     "alignment_metrics": "alignment_metrics",
-                    **{variant: f"{variant}.metrics" for variant in VARIANT_INPUTS},
+                    **{variant: variant_metrics(variant) for variant in VARIANT_INPUTS},
                 },
                 "metrics",
                 name="collect_metrics",
