@@ -135,6 +135,14 @@ def test_retrieval_recall_against_the_random_baseline():
     assert shuffled["recall@1"]["model"] == 0.0
 
 
+def test_label_match_counts_same_label_retrievals():
+    labels = ["a", "a", "b", "b"]
+    queries = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], float)
+    items = np.array([[1, 0.1], [1, 0.2], [0.1, 1], [0.2, 1]])
+    scores = retrieval_recall(queries, items, [1], labels)
+    assert scores["label_match@1"] == {"model": 1.0, "random": 0.5}
+
+
 def test_cca_alignment_retrieves_pairs_far_above_chance():
     """Text and audio are two noisy linear views of one latent vector per row."""
     rng = np.random.default_rng(1)
@@ -147,6 +155,7 @@ def test_cca_alignment_retrieves_pairs_far_above_chance():
             "text": sparse.csr_matrix(text[rows]),
             "audio": audio[rows].astype(np.float32),
         }
+        inputs[split]["y"] = np.where(latent[rows, 0] > 0, "a", "b")
         inputs[split]["has"] = {
             "text": np.ones(100 if split == "test" else 300, bool),
             "audio": np.ones(100 if split == "test" else 300, bool),
@@ -161,6 +170,8 @@ def test_cca_alignment_retrieves_pairs_far_above_chance():
     for direction in ("text_to_audio", "audio_to_text"):
         recall = metrics[direction]["recall@5"]
         assert recall["model"] > 5 * recall["random"]
+        label_match = metrics[direction]["label_match@1"]
+        assert label_match["model"] > label_match["random"] + 0.2
 
 
 def test_cca_alignment_without_pairs_learns_nothing():

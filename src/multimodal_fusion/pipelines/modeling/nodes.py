@@ -101,8 +101,9 @@ def evaluate_alignment(
         recall_at: The k values of Recall@k.
 
     Returns:
-        ``{"method", "n_components", "n_pairs", "text_to_audio", "audio_to_text"}``
-        with model and random-baseline recall per k.
+        ``{"method", "n_components", "n_pairs", "status", "text_to_audio",
+        "audio_to_text"}`` with model and random-baseline Recall@k and
+        label_match@1 per direction.
     """
     test = aligned_inputs["test"]
     rows = test["has"]["text"] & test["has"]["audio"]
@@ -119,11 +120,12 @@ def evaluate_alignment(
             "reason": "too few rows with both modalities",
         }
     ks = list(recall_at)
+    labels = test["y"][rows]
     return {
         **result,
         "status": "evaluated",
-        "text_to_audio": retrieval_recall(text_z, audio_z, ks),
-        "audio_to_text": retrieval_recall(audio_z, text_z, ks),
+        "text_to_audio": retrieval_recall(text_z, audio_z, ks, labels),
+        "audio_to_text": retrieval_recall(audio_z, text_z, ks, labels),
     }
 
 
