@@ -27,7 +27,8 @@ demo-data: data/01_raw/labels.csv
 
 demo: install demo-data
 	$(BIN)/kedro run
-	@echo "Report: data/08_reporting/summary.md (latest version); kedro viz: make viz"
+	@cat "$$(ls -d data/08_reporting/summary.md/*/ | tail -n 1)summary.md"
+	@echo "All outputs: data/ (versioned under <name>/<timestamp>/). Lineage: make viz"
 
 test: install
 	$(BIN)/python -m pytest
