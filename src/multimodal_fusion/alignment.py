@@ -44,9 +44,10 @@ class CCAAlignment:
 
     def fit(self, text, audio) -> CCAAlignment:
         """Fits on rows that have both modalities (paired rows)."""
-        n_rows = text.shape[0]
-        text_dims = min(self.text_components, text.shape[1] - 1, n_rows - 1)
-        audio_dims = min(self.audio_components, audio.shape[1], n_rows - 1)
+        # At most one reduced dimension per 5 paired rows: CCA overfits otherwise.
+        max_dims = text.shape[0] // 5
+        text_dims = min(self.text_components, text.shape[1] - 1, max_dims)
+        audio_dims = min(self.audio_components, audio.shape[1], max_dims)
         self.n_components_ = max(0, min(self.n_components, text_dims, audio_dims))
         if self.n_components_ < 1:
             return self

@@ -186,7 +186,7 @@ class FusionClassifier:
         self.model_ = None
         missing = [m for m in self.modalities if m not in self.modalities_]
         if missing:
-            self.skipped_reason_ = f"this dataset has no {' or '.join(missing)} data"
+            self.skipped_reason_ = f"no {' or '.join(missing)} features to train on"
             return self
         self.input_names_ = list(self.modalities_)
         frames = inputs.get("audio_frames")

@@ -119,7 +119,7 @@ def test_variant_without_data_for_a_modality_is_skipped_with_a_reason():
         inputs["train"]["y"],
         validation=(inputs["val"]["inputs"], inputs["val"]["y"]),
     )
-    assert model.skipped_reason_ == "this dataset has no text data"
+    assert model.skipped_reason_ == "no text features to train on"
     metrics, predictions = evaluate_classifier(model, inputs)
     assert metrics["status"] == "skipped" and metrics["macro_f1"] is None
     assert predictions.empty

@@ -1,0 +1,84 @@
+"""Isolated copies of the Kedro project for end-to-end tests.
+
+A copy holds ``pyproject.toml``, every configuration environment and an empty
+``conf/local``; the package itself comes from the editable install, so ``src/`` is
+an empty folder (``bootstrap_project`` insists that it exists). Runs inside a copy
+write their ``data/`` there and never touch the real project's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).parents[1]
+
+
+def copy_project(destination: Path) -> Path:
+    """Copies ``pyproject.toml`` and ``conf/`` (without ``conf/local``).
+
+    Args:
+        destination: A folder that does not exist yet, or an empty one.
+
+    Returns:
+        The project path of the copy.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copytree(
+        PROJECT_ROOT / "conf",
+        destination / "conf",
+        ignore=shutil.ignore_patterns("local", "credentials*"),
+    )
+    (destination / "conf" / "local").mkdir()
+    (destination / "src").mkdir()
+    return destination
+
+
+@contextmanager
+def in_project(project: Path) -> Iterator[None]:
+    """Works in ``project``: current directory, bootstrapped Kedro settings.
+
+    Undoes what it changes in the test process on exit: the working directory,
+    ``sys.path`` and ``PYTHONPATH`` (``bootstrap_project`` prepends the source
+    folder to both).
+    """
+    from kedro.framework.startup import bootstrap_project
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        patch.setattr(sys, "path", list(sys.path))
+        patch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        bootstrap_project(project)
+        yield
+
+
+def run_session(
+    project: Path,
+    *,
+    pipeline_name: str = "__default__",
+    env: str | None = None,
+    runtime_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Runs one pipeline in a real ``KedroSession`` inside ``project``.
+
+    Returns:
+        What ``session.run`` returns (free outputs of the pipeline).
+    """
+    from kedro.framework.session import KedroSession
+
+    with (
+        in_project(project),
+        KedroSession.create(
+            project_path=project, env=env, runtime_params=runtime_params
+        ) as session,
+    ):
+        # kedro 1.7 deprecates ``pipeline_name`` in favour of ``pipeline_names``.
+        return session.run(pipeline_names=[pipeline_name])
