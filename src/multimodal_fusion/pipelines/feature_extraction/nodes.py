@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from multimodal_fusion.audio import AudioStandardizer, log_mel, pooled_statistics
+from multimodal_fusion.audio_features import (
+    AudioStandardizer,
+    log_mel,
+    pooled_statistics,
+)
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.text import TextFeaturizer
 
