@@ -28,8 +28,9 @@ from multimodal_fusion.evaluation import (  # noqa: E402
 )
 from multimodal_fusion.fusion import FusionClassifier  # noqa: E402
 
-# Fields that measure wall time: they differ between otherwise identical runs.
-TIMING_KEYS = ("train_seconds", "predict_ms_per_sample")
+# Measurements that differ between otherwise identical runs: wall times, and the
+# serialised model size (Keras stamps the save time into the file).
+RUN_DEPENDENT_KEYS = ("train_seconds", "predict_ms_per_sample", "size_bytes")
 
 
 def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
