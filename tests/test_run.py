@@ -8,6 +8,7 @@ runs use ``../shared/data`` and skip when it is absent.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,16 @@ from kedro.framework.project import pipelines
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
 from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
+from multimodal_fusion.pipelines.reporting.nodes import RUN_DEPENDENT_KEYS
+from multimodal_fusion.pipelines.reporting.pipeline import PLOTS
+from multimodal_fusion.report_html import fmt
+from tests.browser import render_dom, requires_chromium
 from tests.project_copy import copy_project, in_project, run_session
 from tests.toy_data import write_toy_dataset
 
 VARIANTS = tuple(VARIANT_INPUTS)
 REQUIRED_METRICS = ("accuracy", "macro_f1", "modalities", "split_sizes")
 SPLITS = ("train", "val", "test")
-TIMING_KEYS = frozenset({"train_seconds"})
 TOY_N = 160
 DEMO_N = 150
 REPORTING = Path("data/08_reporting")
@@ -61,7 +65,11 @@ def _variants(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _without_timing(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+        return {
+            k: _without_timing(v)
+            for k, v in value.items()
+            if k not in RUN_DEPENDENT_KEYS
+        }
     if isinstance(value, list):
         return [_without_timing(v) for v in value]
     return value
@@ -147,7 +155,10 @@ def test_toy_versioned_outputs_of_one_run_share_its_version(toy_project):
     ]
     versioned = [
         f"{REPORTING}/summary.md",
-        f"{REPORTING}/model_comparison.json",
+        f"{REPORTING}/report.html",
+        f"{REPORTING}/error_analysis.json",
+        f"{REPORTING}/run_history.json",
+        *(f"{REPORTING}/plots/{plot}.json" for plot in PLOTS),
         f"{REPORTING}/data_summary.json",
         *(f"{REPORTING}/{v}/confusion_matrix.png" for v in VARIANTS),
         *(f"data/06_models/{v}/model.pkl" for v in VARIANTS),
@@ -191,7 +202,7 @@ def test_toy_plots_and_report_are_written(toy_project):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
             assert png.stat().st_size > 5_000, png
 
-    comparison = _latest_json(toy_project, f"{REPORTING}/model_comparison.json")
+    comparison = _latest_json(toy_project, f"{REPORTING}/plots/model_comparison.json")
     bars = {trace["name"]: trace for trace in comparison["data"]}
     assert set(bars) == {"accuracy", "macro_f1"}
     for key, trace in bars.items():
@@ -239,6 +250,60 @@ def test_toy_early_fusion_beats_each_unimodal_model(toy_project):
             assert fusion[key] >= metrics[unimodal][key] + 0.025, (unimodal, key)
     assert metrics["best_fusion"] == "early_fusion"
     assert metrics["fusion_gain_macro_f1"] > 0
+
+
+def _latest_report(project: Path) -> str:
+    return _versions(project, f"{REPORTING}/report.html")[-1].read_text()
+
+
+def test_toy_html_report_numbers_match_metrics(toy_project):
+    metrics = _latest_json(toy_project, f"{REPORTING}/metrics.json")
+    page = _latest_report(toy_project)
+    models = re.search(r'<section id="models">.*?</section>', page, re.S).group(0)
+    for name, entry in _variants(metrics).items():
+        row = re.search(f"<tr><td>{name}</td>.*?</tr>", models).group(0)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        expected = [entry[k] for k in ("accuracy", "macro_f1", "val_macro_f1", "ece")]
+        assert cells[3:7] == [fmt(v) for v in expected], name
+    complexity = re.search(r'<section id="complexity">.*?</section>', page, re.S)
+    for name, entry in _variants(metrics).items():
+        assert f'<td>{name}</td><td class="num">{entry["n_params"]}</td>' in (
+            complexity.group(0)
+        )
+    assert fmt(metrics["fusion_gain_macro_f1"]) in page
+
+
+def test_toy_run_history_shows_both_runs(toy_project):
+    history = _latest_json(toy_project, f"{REPORTING}/run_history.json")
+    versions = [
+        p.parent.name for p in _versions(toy_project, f"{REPORTING}/metrics.json")
+    ]
+    assert [row["version"] for row in history] == versions
+    section = re.search(
+        r'<section id="history">.*?</section>', _latest_report(toy_project), re.S
+    ).group(0)
+    for version in versions:
+        assert f"<td>{version}</td>" in section
+
+
+@requires_chromium
+def test_toy_html_report_renders_every_plot_in_chromium(toy_project, tmp_path):
+    report = _versions(toy_project, f"{REPORTING}/report.html")[-1]
+    dom = render_dom(report.as_uri(), tmp_path)
+    for anchor in (
+        "data",
+        "models",
+        "calibration",
+        "errors",
+        "complexity",
+        "alignment",
+        "history",
+        "parameters",
+    ):
+        assert f'<section id="{anchor}">' in dom
+    # plotly draws each figure into an SVG once its JavaScript has run
+    assert dom.count('class="main-svg"') >= 2 * len(PLOTS)
+    assert dom.count('class="plot"') == len(PLOTS)
 
 
 # --- demo_data then __default__ -----------------------------------------------

@@ -24,13 +24,19 @@ import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
 from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
+from tests.browser import render_dom, requires_chromium
 from tests.project_copy import copy_project
 
 VARIANTS = tuple(VARIANT_INPUTS)
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120
 SERVED_AT = re.compile(r"running at\s+(http://127\.0\.0\.1:\d+)")
-VARIANT_TASKS = {"train_classifier", "evaluate_classifier", "plot_confusion_matrix"}
+VARIANT_TASKS = {
+    "train_classifier",
+    "evaluate_classifier",
+    "plot_confusion_matrix",
+    "assess_variant",
+}
 
 
 def _free_port() -> int:
@@ -174,12 +180,14 @@ def test_viz_edges_wire_each_variant(main_graph):
         model = by_name[f"{variant}.model"]
         assert (by_name[f"{variant}.train_classifier"], model) in edges
         assert (model, by_name[f"{variant}.evaluate_classifier"]) in edges
-        # evaluate_classifier -> <the variant's metrics> -> collect_metrics
-        evaluated = {
-            t for s, t in edges if s == by_name[f"{variant}.evaluate_classifier"]
-        }
-        collected = {s for s, t in edges if t == by_name["collect_metrics"]}
-        assert evaluated & collected, variant
+        # evaluate -> <variant>_metrics -> assess -> <variant>_assessment -> collect
+        metrics = by_name[f"{variant}_metrics"]
+        assessment = by_name[f"{variant}_assessment"]
+        assess = by_name[f"{variant}.assess_variant"]
+        assert (by_name[f"{variant}.evaluate_classifier"], metrics) in edges
+        assert (metrics, assess) in edges
+        assert (assess, assessment) in edges
+        assert (assessment, by_name["collect_metrics"]) in edges
 
 
 def test_viz_serves_demo_data_as_its_own_pipeline(viz_url):
@@ -191,3 +199,13 @@ def test_viz_serves_demo_data_as_its_own_pipeline(viz_url):
     assert "split_contacts" not in tasks
     outputs = {n["name"] for n in graph["nodes"] if n["type"] == "data"}
     assert {"raw_texts", "raw_audio", "raw_labels"} <= outputs
+
+
+@requires_chromium
+def test_viz_draws_the_dag_in_chromium(viz_url: str, tmp_path) -> None:
+    dom = render_dom(viz_url + "/", tmp_path)
+    collapsed = dom.count('class="pipeline-node pipeline-node--modularPipeline"')
+    assert collapsed == len(VARIANTS)  # one collapsible group per variant
+    assert dom.count('class="pipeline-node pipeline-node--task"') >= 10
+    for node in ("split_contacts", "collect_metrics", *VARIANTS):
+        assert node in dom

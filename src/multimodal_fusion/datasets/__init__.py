@@ -2,5 +2,6 @@
 
 from .audio_dataset import AudioClip, AudioDataset
 from .audio_folder_dataset import AudioFolderDataset
+from .version_history_dataset import VersionHistoryDataset
 
-__all__ = ["AudioClip", "AudioDataset", "AudioFolderDataset"]
+__all__ = ["AudioClip", "AudioDataset", "AudioFolderDataset", "VersionHistoryDataset"]

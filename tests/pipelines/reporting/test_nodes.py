@@ -1,13 +1,28 @@
+import re
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pytest
 
+from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.fusion import FusionClassifier
 from multimodal_fusion.pipelines.reporting.nodes import (
+    analyse_errors,
+    assess_variant,
     collect_metrics,
+    plot_class_balance,
+    plot_clip_lengths,
     plot_confusion_matrix,
     plot_model_comparison,
+    plot_reliability,
+    plot_run_history,
+    render_report,
+    summarise_history,
     write_summary,
 )
+from multimodal_fusion.report_html import fmt
 
 SIZES = {"train": 10, "val": 5, "test": 5}
 SUMMARY = {
@@ -15,8 +30,14 @@ SUMMARY = {
     "outcome": {"train": 10, "val": 5, "test": 5, "unlabeled": 1, "rejected": 1},
     "modalities": {"text_and_audio": 18, "text_only": 1, "audio_only": 1},
     "rejected_records": [{"source": "raw_audio", "reason": "silent audio", "count": 1}],
+    "classes": {
+        "train": {"a": 6, "b": 4},
+        "val": {"a": 3, "b": 2},
+        "test": {"a": 3, "b": 2},
+    },
 }
 ALIGNMENT = {
+    "method": "cca",
     "status": "evaluated",
     "n_components": 4,
     "n_pairs": 5,
@@ -33,6 +54,23 @@ def _variant(modalities, macro_f1, val):
         "macro_f1": macro_f1,
         "val_macro_f1": val,
         "epochs": 3,
+        "n_params": 100,
+        "train_seconds": 1.5,
+        "ece": 0.1,
+        "reliability": [
+            {
+                "lower": 0.5,
+                "upper": 0.6,
+                "count": 5,
+                "confidence": 0.55,
+                "accuracy": 0.6,
+            }
+        ],
+        "per_class": {
+            "a": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+        },
+        "size_bytes": 2048,
+        "predict_ms_per_sample": 0.25,
     }
 
 
@@ -93,3 +131,175 @@ def test_plots():
     assert isinstance(comparison, go.Figure)
     assert list(comparison.data[1].x) == ["text_only", "audio_only", "early_fusion"]
     assert list(comparison.data[1].y) == [0.70, 0.75, 0.90]
+
+
+def _toy_inputs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.array(["a", "b"])[rng.integers(0, 2, n)]
+    audio = rng.normal(size=(n, 3)).astype(np.float32)
+    audio[:, 0] += np.where(y == "a", 2.0, -2.0)
+    part = {
+        "ids": np.array([f"c{i:02d}" for i in range(n)]),
+        "y": y,
+        "inputs": {"audio": audio},
+        "has": {"audio": np.ones(n, bool)},
+    }
+    return {"train": part, "val": part, "test": part}
+
+
+def test_assess_variant_adds_calibration_per_class_and_complexity():
+    inputs = _toy_inputs()
+    model = FusionClassifier(
+        modalities=["audio"], epochs=5, branch_units=8, fusion_units=4
+    ).fit(
+        inputs["train"]["inputs"],
+        inputs["train"]["y"],
+        validation=(inputs["val"]["inputs"], inputs["val"]["y"]),
+    )
+    proba = model.predict_proba(inputs["test"]["inputs"])
+    predictions = pd.DataFrame(
+        {
+            "id": inputs["test"]["ids"],
+            "label": inputs["test"]["y"],
+            "predicted": model.classes_[proba.argmax(1)],
+            "confidence": proba.max(1),
+        }
+    )
+    metrics = {"status": "trained", "n_params": model.n_params_}
+    assessed = assess_variant(
+        metrics, model, inputs, predictions, {"calibration_bins": 10}
+    )
+    assert sum(b["count"] for b in assessed["reliability"]) == 60
+    assert 0 <= assessed["ece"] <= 1
+    assert set(assessed["per_class"]) == {"a", "b"}
+    assert assessed["size_bytes"] > 1000
+    assert assessed["predict_ms_per_sample"] > 0
+    skipped = {"status": "skipped", "reason": "no audio"}
+    assert assess_variant(skipped, model, inputs, predictions, {}) == skipped
+
+
+def _predictions(predicted):
+    return pd.DataFrame(
+        {
+            "id": ["c1", "c2", "c3", "c4"],
+            "label": ["a", "a", "b", "b"],
+            "predicted": predicted,
+            "confidence": 0.9,
+        }
+    )
+
+
+def test_error_analysis_shows_confusions_with_every_variants_answer():
+    contacts = pd.DataFrame(
+        {
+            "id": ["c1", "c2", "c3", "c4"],
+            "text": ["[EMAIL] help", "", "x", "y"],
+            "has_audio": [True, False, True, True],
+        }
+    )
+    analysis = analyse_errors(
+        _metrics(),
+        contacts,
+        {"top_confusions": 2, "examples_per_confusion": 1},
+        early_fusion=_predictions(["b", "b", "b", "b"]),
+        text_only=_predictions(["a", "a", "b", "a"]),
+        aligned_fusion=pd.DataFrame(columns=["id", "label", "predicted"]),
+    )
+    assert analysis["model"] == "early_fusion"
+    [confusion] = analysis["confusions"]
+    assert (confusion["label"], confusion["predicted"], confusion["count"]) == (
+        "a",
+        "b",
+        2,
+    )
+    assert confusion["examples"] == [
+        {
+            "id": "c1",
+            "text": "[EMAIL] help",
+            "has_audio": True,
+            "predictions": {"text_only": "a", "early_fusion": "b"},
+        }
+    ]
+
+
+def test_history_has_a_row_per_saved_run():
+    history = {
+        "v1": {
+            "best_model": "text_only",
+            "fusion_gain_macro_f1": None,
+            "text_only": {"macro_f1": 0.5},
+        },
+        "v2": _metrics(),
+    }
+    rows = summarise_history(history, _metrics())
+    assert [r["version"] for r in rows] == ["v1", "v2"]
+    assert rows[0]["text_only.macro_f1"] == 0.5
+    assert rows[1]["early_fusion.macro_f1"] == 0.9
+    figure = plot_run_history(rows)
+    assert {t.name for t in figure.data} >= {"text_only", "early_fusion"}
+
+
+def test_html_report_is_self_contained_and_matches_the_metrics():
+    metrics = _metrics()
+    rows = summarise_history({"v1": metrics}, metrics)
+    clip = AudioClip(np.zeros(800, np.float32) + 0.1, 8000)
+    errors = {
+        "model": "early_fusion",
+        "confusions": [
+            {
+                "label": "a",
+                "predicted": "b",
+                "count": 2,
+                "examples": [
+                    {
+                        "id": "c1",
+                        "text": "<b>hi</b>",
+                        "has_audio": True,
+                        "predictions": {"text_only": "a"},
+                    }
+                ],
+            }
+        ],
+    }
+    page = render_report(
+        metrics=metrics,
+        data_summary=SUMMARY,
+        error_analysis=errors,
+        run_history=rows,
+        parameters={"seed": 42},
+        clean_audio={"c1": lambda: clip},
+        model_comparison_plot=plot_model_comparison(metrics),
+        reliability_plot=plot_reliability(metrics),
+        class_balance_plot=plot_class_balance(SUMMARY),
+        clip_lengths_plot=plot_clip_lengths(pd.DataFrame({"duration_s": [1.0, 2.0]})),
+        run_history_plot=plot_run_history(rows),
+    )
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+    assert "http" not in markup  # no external resource: opens offline
+    assert "<script src" not in page
+    assert page.count('class="plot"') == 5
+    assert "data:audio/flac;base64," in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page  # text escaped
+    models = re.search(r'<section id="models">.*?</section>', page, re.S).group(0)
+    for name in ("text_only", "audio_only", "early_fusion"):
+        m = metrics[name]
+        row = re.search(f"<tr><td>{name}</td>.*?</tr>", models).group(0)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        assert cells[3:7] == [
+            fmt(m["accuracy"]),
+            fmt(m["macro_f1"]),
+            fmt(m["val_macro_f1"]),
+            fmt(m["ece"]),
+        ]
+    assert fmt(metrics["fusion_gain_macro_f1"]) in page
+    assert "&quot;seed&quot;: 42" in page
+
+
+def test_reliability_plot_has_a_curve_per_trained_variant():
+    figure = plot_reliability(_metrics())
+    assert [t.name for t in figure.data][1:] == [
+        "text_only (ECE 0.100)",
+        "audio_only (ECE 0.100)",
+        "early_fusion (ECE 0.100)",
+    ]
+    assert list(figure.data[1].y) == [pytest.approx(0.6)]

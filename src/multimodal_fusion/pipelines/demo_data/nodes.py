@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.fft import next_fast_len
 from scipy.signal import firwin, resample_poly
 
 from multimodal_fusion import speech
+from multimodal_fusion.corruption import make_noise, mix_at_snr, typos
 from multimodal_fusion.datasets import AudioClip
 
 _TYPED_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -807,7 +807,7 @@ def _add_typing_noise(
         ),
         text,
     )
-    text = _typos(text, rng, noise["typo_rate"])
+    text = typos(text, rng, noise["typo_rate"])
     if rng.random() < noise["casing_noise"]:
         style = rng.choice(["lower", "upper", "mixed"], p=[0.6, 0.15, 0.25])
         if style == "lower":
@@ -822,25 +822,6 @@ def _add_typing_noise(
     if rng.random() < noise["punctuation_noise"]:
         text = text.rstrip(".!?") + str(rng.choice(["", "", "!!", "??", "..."]))
     return text
-
-
-def _typos(text: str, rng: np.random.Generator, typo_rate: float) -> str:
-    """Swaps a letter with the next one, drops it or doubles it, per letter."""
-    hits = rng.random(len(text)) < typo_rate
-    operations = rng.integers(3, size=len(text))
-    chars = list(text)
-    for position in np.flatnonzero(hits)[::-1]:
-        if not chars[position].isalpha():
-            continue
-        if operations[position] == 0:
-            following = position + 1
-            if following < len(chars) and chars[following].isalpha():
-                chars[position], chars[following] = chars[following], chars[position]
-        elif operations[position] == 1:
-            del chars[position]
-        else:
-            chars.insert(position, chars[position])
-    return "".join(chars)
 
 
 def _render_clip(waveform: np.ndarray, row: Any, audio: dict[str, Any]) -> AudioClip:
@@ -858,9 +839,8 @@ def _render_clip(waveform: np.ndarray, row: Any, audio: dict[str, Any]) -> Audio
     clean = np.zeros(length)
     clean[lead : lead + len(waveform)] = waveform
     rng = np.random.default_rng(int(row.noise_seed))
-    noise = _noise(row.noise_type, length, sample_rate, rng)
-    speech_rms = np.sqrt(np.mean(np.square(waveform))) if len(waveform) else 1e-3
-    mixture = clean + noise * speech_rms / 10 ** (row.snr_db / 20)
+    noise = make_noise(row.noise_type, length, sample_rate, rng)
+    mixture = mix_at_snr(clean, noise, row.snr_db, reference=waveform)
     mixture *= row.peak / max(np.max(np.abs(mixture)), 1e-9)
     return AudioClip(mixture.astype(np.float32), sample_rate)
 
@@ -875,65 +855,3 @@ def _resampling_filter(up: int, down: int) -> np.ndarray:
     """scipy's default anti-aliasing filter for ``resample_poly``, designed once."""
     max_rate = max(up, down)
     return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-
-
-def _noise(
-    kind: str, length: int, sample_rate: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Unit-RMS background noise: white, pink, babble (speech-shaped, syllable-rate
-    modulated) or hum (mains harmonics over brown noise)."""
-    if kind == "white":
-        noise = rng.standard_normal(length)
-    elif kind == "pink":
-        noise = _coloured_noise(rng, length, sample_rate, exponent=1.0)
-    elif kind == "babble":
-        carrier = _coloured_noise(
-            rng, length, sample_rate, exponent=1.0, band=(200.0, 4000.0)
-        )
-        control_rate = 100  # envelope of ~6 talkers at syllable rate (2-8 Hz)
-        n_control = length * control_rate // sample_rate + 2
-        envelopes = [
-            np.abs(_coloured_noise(rng, n_control, control_rate, 0.0, (2.0, 8.0)))
-            for _ in range(6)
-        ]
-        envelope = np.interp(
-            np.arange(length) * control_rate / sample_rate,
-            np.arange(n_control),
-            np.sum(envelopes, axis=0),
-        )
-        noise = carrier * envelope
-    elif kind == "hum":
-        mains = rng.choice([50.0, 60.0])
-        time = np.arange(length) / sample_rate
-        phases = rng.uniform(0, 2 * np.pi, size=8)
-        noise = sum(
-            np.sin(2 * np.pi * mains * k * time + phases[k - 1]) / k
-            for k in range(1, 9)
-        )
-        noise = noise / np.std(noise) + 0.3 * _coloured_noise(
-            rng, length, sample_rate, exponent=2.0
-        )
-    else:
-        raise ValueError(f"Unknown noise type '{kind}': white, pink, babble or hum.")
-    return noise / max(np.std(noise), 1e-12)
-
-
-def _coloured_noise(
-    rng: np.random.Generator,
-    length: int,
-    sample_rate: float,
-    exponent: float,
-    band: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Gaussian noise with power spectral density ~ 1/f**exponent, optionally
-    band-limited by smooth high-pass and low-pass edges; unit RMS."""
-    fast_length = next_fast_len(length, real=True)  # FFT of a smooth size, then cut
-    spectrum = np.fft.rfft(rng.standard_normal(fast_length))
-    freqs = np.maximum(np.fft.rfftfreq(fast_length, 1.0 / sample_rate), 1e-3)
-    gain = freqs ** (-exponent / 2)
-    if band is not None:
-        low, high = band
-        gain = gain / (1 + (low / freqs) ** 4) / (1 + (freqs / high) ** 4)
-    gain[0] = 0.0
-    noise = np.fft.irfft(spectrum * gain, fast_length)[:length]
-    return noise / max(np.std(noise), 1e-12)

@@ -22,9 +22,10 @@ VARIANT_INPUTS = {
 }
 
 
-def variant_metrics(variant: str) -> str:
-    """The dataset a variant publishes its metrics to, outside its namespace."""
-    return f"{variant}_metrics"
+def variant_output(variant: str, name: str) -> str:
+    """The dataset a variant publishes its output ``name`` to, outside its
+    namespace (``metrics``, ``test_predictions``)."""
+    return f"{variant}_{name}"
 
 
 def variant_pipeline() -> Pipeline:
@@ -81,7 +82,10 @@ def create_pipeline(**kwargs) -> Pipeline:
             variant_pipeline(),
             namespace=variant,
             inputs={"model_inputs": source},
-            outputs={"metrics": variant_metrics(variant)},
+            outputs={
+                name: variant_output(variant, name)
+                for name in ("metrics", "test_predictions")
+            },
             parameters={"params:seed": "params:seed"},
         )
         for variant, source in VARIANT_INPUTS.items()

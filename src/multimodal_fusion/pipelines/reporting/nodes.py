@@ -1,7 +1,13 @@
-"""Metrics across model variants, plots and the human-readable summary."""
+"""Metrics across model variants, their assessment (calibration, per-class
+scores, complexity, errors), plots, run history and the reports."""
 
 from __future__ import annotations
 
+import html
+import json
+import pickle
+import time
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -12,7 +18,19 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-FUSION_KEYS = ("best_model", "best_unimodal", "best_fusion", "fusion_gain_macro_f1")
+from multimodal_fusion import report_html as H  # noqa: E402
+from multimodal_fusion.datasets import AudioClip  # noqa: E402
+from multimodal_fusion.evaluation import (  # noqa: E402
+    expected_calibration_error,
+    per_class_scores,
+    reliability_bins,
+    top_confusions,
+)
+from multimodal_fusion.fusion import FusionClassifier  # noqa: E402
+
+# Measurements that differ between otherwise identical runs: wall times, and the
+# serialised model size (Keras stamps the save time into the file).
+RUN_DEPENDENT_KEYS = ("train_seconds", "predict_ms_per_sample", "size_bytes")
 
 
 def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -23,6 +41,50 @@ def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _trained(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         n: m for n, m in variant_entries(metrics).items() if m["status"] == "trained"
+    }
+
+
+def assess_variant(
+    metrics: dict[str, Any],
+    model: FusionClassifier,
+    model_inputs: dict[str, Any],
+    test_predictions: pd.DataFrame,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """A variant's metrics plus calibration, per-class scores and complexity.
+
+    Args:
+        metrics: The variant's test metrics from modeling.
+        model: The trained variant.
+        model_inputs: The splits it was trained on (for timing predictions).
+        test_predictions: Its test predictions with ``confidence``.
+        params: ``calibration_bins``.
+
+    Returns:
+        The metrics with ``ece``, ``reliability`` (bins), ``per_class``,
+        ``size_bytes`` (pickled model) and ``predict_ms_per_sample``.
+    """
+    if metrics["status"] != "trained":
+        return metrics
+    correct = (test_predictions["label"] == test_predictions["predicted"]).to_numpy()
+    bins = reliability_bins(
+        test_predictions["confidence"].to_numpy(), correct, params["calibration_bins"]
+    )
+    test_inputs = model_inputs["test"]["inputs"]
+    start = time.perf_counter()
+    model.predict_proba(test_inputs)
+    elapsed = time.perf_counter() - start
+    return {
+        **metrics,
+        "ece": expected_calibration_error(bins),
+        "reliability": bins,
+        "per_class": per_class_scores(
+            test_predictions["label"], test_predictions["predicted"]
+        ),
+        "size_bytes": len(pickle.dumps(model)),
+        "predict_ms_per_sample": round(
+            1000 * elapsed / max(1, len(model_inputs["test"]["y"])), 4
+        ),
     }
 
 
@@ -182,3 +244,380 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def plot_reliability(metrics: dict[str, Any]) -> go.Figure:
+    """Reliability diagram: accuracy against confidence per trained variant."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dash", "color": "grey"},
+        )
+    )
+    for name, entry in _trained(metrics).items():
+        bins = entry.get("reliability", [])
+        fig.add_trace(
+            go.Scatter(
+                x=[b["confidence"] for b in bins],
+                y=[b["accuracy"] for b in bins],
+                mode="lines+markers",
+                name=f"{name} (ECE {entry['ece']:.3f})",
+                text=[f"{b['count']} predictions" for b in bins],
+            )
+        )
+    fig.update_layout(
+        title="Calibration on the test split",
+        xaxis={"title": "mean confidence", "range": [0, 1]},
+        yaxis={"title": "accuracy", "range": [0, 1]},
+        template="plotly_white",
+    )
+    return fig
+
+
+def analyse_errors(
+    metrics: dict[str, Any],
+    contacts: pd.DataFrame,
+    params: dict[str, Any],
+    **test_predictions: pd.DataFrame,
+) -> dict[str, Any]:
+    """The best model's most frequent confusions, each with a few test examples
+    and what every other trained variant predicted for them.
+
+    Args:
+        metrics: Collected metrics (for ``best_model``).
+        contacts: Split contacts (masked text, audio presence).
+        params: ``top_confusions``, ``examples_per_confusion``.
+        **test_predictions: Test predictions per variant.
+
+    Returns:
+        ``{"model", "confusions": [{"label", "predicted", "count",
+        "examples": [{"id", "text", "has_audio", "predictions"}]}]}``.
+    """
+    best = metrics["best_model"]
+    if best is None:
+        return {"model": None, "confusions": []}
+    others = {
+        name: frame.set_index("id")["predicted"]
+        for name, frame in test_predictions.items()
+        if name in _trained(metrics)
+    }
+    by_id = contacts.set_index("id")
+    predictions = test_predictions[best].sort_values("id")
+    confusions = []
+    for pair in top_confusions(predictions, params["top_confusions"]):
+        matches = predictions[
+            (predictions["label"] == pair["label"])
+            & (predictions["predicted"] == pair["predicted"])
+        ]
+        examples = [
+            {
+                "id": cid,
+                "text": by_id.at[cid, "text"],
+                "has_audio": bool(by_id.at[cid, "has_audio"]),
+                "predictions": {name: str(p[cid]) for name, p in others.items()},
+            }
+            for cid in matches["id"].head(params["examples_per_confusion"])
+        ]
+        confusions.append({**pair, "count": int(pair["count"]), "examples": examples})
+    return {"model": best, "confusions": confusions}
+
+
+def summarise_history(
+    metrics_history: dict[str, dict[str, Any]], metrics: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Headline figures of every saved run, oldest first.
+
+    ``metrics`` (this run, already saved) orders this node after the save, so
+    the history includes the current run.
+    """
+    rows = []
+    for version, run in metrics_history.items():
+        row = {
+            "version": version,
+            "best_model": run.get("best_model"),
+            "fusion_gain_macro_f1": run.get("fusion_gain_macro_f1"),
+        }
+        for name, entry in variant_entries(run).items():
+            row[f"{name}.macro_f1"] = entry.get("macro_f1")
+        rows.append(row)
+    return rows
+
+
+def plot_run_history(run_history: list[dict[str, Any]]) -> go.Figure:
+    """Test macro-F1 per variant across runs."""
+    versions = [row["version"] for row in run_history]
+    names = sorted(
+        {
+            k[: -len(".macro_f1")]
+            for row in run_history
+            for k in row
+            if k.endswith(".macro_f1")
+        }
+    )
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=versions,
+                y=[row.get(f"{n}.macro_f1") for row in run_history],
+                mode="lines+markers",
+                name=n,
+            )
+            for n in names
+        ]
+    )
+    fig.update_layout(
+        title="Run history: test macro-F1 per variant",
+        xaxis={"title": "run (version)", "type": "category"},
+        yaxis={"title": "macro-F1", "range": [0, 1]},
+        template="plotly_white",
+    )
+    return fig
+
+
+def plot_class_balance(data_summary: dict[str, Any]) -> go.Figure:
+    """Contacts per class and split."""
+    fig = go.Figure(
+        [
+            go.Bar(name=split, x=list(counts), y=list(counts.values()))
+            for split, counts in data_summary["classes"].items()
+        ]
+    )
+    fig.update_layout(
+        title="Class balance per split",
+        barmode="stack",
+        yaxis={"title": "contacts"},
+        template="plotly_white",
+    )
+    return fig
+
+
+def plot_clip_lengths(audio_index: pd.DataFrame) -> go.Figure:
+    """Histogram of prepared clip durations."""
+    fig = go.Figure(go.Histogram(x=audio_index["duration_s"], nbinsx=40))
+    fig.update_layout(
+        title=f"Clip length ({len(audio_index)} clips)",
+        xaxis={"title": "seconds"},
+        yaxis={"title": "clips"},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _model_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            name,
+            "+".join(m["modalities"]),
+            m["status"],
+            m["accuracy"],
+            m["macro_f1"],
+            m.get("val_macro_f1"),
+            m.get("ece"),
+        ]
+        for name, m in variant_entries(metrics).items()
+    ]
+
+
+def _data_section(data_summary: dict[str, Any], figures: dict[str, go.Figure]) -> str:
+    outcome = data_summary["outcome"]
+    body = [
+        H.paragraph(f"{data_summary['raw_ids']} raw ids, each in exactly one place:"),
+        H.table(
+            [[k, v] for k, v in outcome.items()] + [["sum", sum(outcome.values())]],
+            ["outcome", "ids"],
+        ),
+        H.table(list(data_summary["modalities"].items()), ["kept contacts", "count"]),
+        _rejections(data_summary["rejected_records"]),
+        H.figure(figures["class_balance_plot"], "class-balance"),
+        H.figure(figures["clip_lengths_plot"], "clip-lengths"),
+    ]
+    return "".join(body)
+
+
+def _rejections(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return H.paragraph("No record was rejected.")
+    rows = [[r["source"], r["reason"], r["count"]] for r in records]
+    return H.paragraph("Rejected records and their reasons:") + H.table(
+        rows, ["source", "reason", "count"]
+    )
+
+
+def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> str:
+    gain = metrics["fusion_gain_macro_f1"]
+    verdict = (
+        "Only one modality is available: no fusion comparison."
+        if gain is None
+        else f"Best fusion model {metrics['best_fusion']} vs best unimodal model "
+        f"{metrics['best_unimodal']} (both chosen on validation): macro-F1 gain "
+        f"{H.fmt(gain)} on the test split. Best model on validation: "
+        f"{metrics['best_model']}."
+    )
+    return (
+        H.table(
+            _model_rows(metrics),
+            [
+                "variant",
+                "modalities",
+                "status",
+                "accuracy",
+                "macro-F1",
+                "val macro-F1",
+                "ECE",
+            ],
+        )
+        + H.paragraph(verdict)
+        + H.figure(figures["model_comparison_plot"], "model-comparison")
+    )
+
+
+def _calibration_section(metrics, figures) -> str:
+    rows = [
+        [n, m["ece"], sum(b["count"] for b in m["reliability"])]
+        for n, m in _trained(metrics).items()
+    ]
+    return (
+        H.paragraph(
+            "Expected calibration error (ECE) over equal-width confidence "
+            "bins on the test split; lower is better."
+        )
+        + H.table(rows, ["variant", "ECE", "predictions"])
+        + H.figure(figures["reliability_plot"], "reliability")
+    )
+
+
+def _errors_section(metrics, error_analysis, clean_audio) -> str:
+    best = error_analysis["model"]
+    if best is None:
+        return H.paragraph("No model was trained.")
+    per_class = metrics[best]["per_class"]
+    parts = [
+        H.paragraph(f"Per-class scores of the best model, {best}:"),
+        H.table(
+            [
+                [c, s["precision"], s["recall"], s["f1"], s["support"]]
+                for c, s in per_class.items()
+            ],
+            ["class", "precision", "recall", "F1", "support"],
+        ),
+        H.paragraph(
+            "Its most frequent confusions, with test examples (text as "
+            "masked by data_processing) and what each variant said:"
+        ),
+    ]
+    for confusion in error_analysis["confusions"]:
+        parts.append(
+            f"<h3>{html.escape(confusion['label'])} → "
+            f"{html.escape(confusion['predicted'])} ({confusion['count']}×)</h3>"
+        )
+        rows = []
+        for example in confusion["examples"]:
+            said = ", ".join(f"{k}: {v}" for k, v in example["predictions"].items())
+            rows.append((example, said))
+        parts.append(_examples_table(rows, clean_audio))
+    return "".join(parts)
+
+
+def _examples_table(rows, clean_audio: dict[str, Callable[[], AudioClip]]) -> str:
+    body = []
+    for example, said in rows:
+        cid = example["id"]
+        audio = "no audio"
+        if example["has_audio"] and cid in clean_audio:
+            clip = clean_audio[cid]()
+            audio = H.audio_player(clip.waveform, clip.sample_rate) + f"<br>{cid}.flac"
+        body.append(
+            f"<tr><td>{html.escape(cid)}</td>"
+            f"<td>{html.escape(example['text']) or '<i>no text</i>'}</td>"
+            f"<td>{audio}</td><td>{html.escape(said)}</td></tr>"
+        )
+    head = "<tr><th>id</th><th>text</th><th>clip</th><th>predictions</th></tr>"
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _complexity_section(metrics) -> str:
+    rows = [
+        [
+            n,
+            m["n_params"],
+            m["size_bytes"],
+            m["epochs"],
+            m["train_seconds"],
+            m["predict_ms_per_sample"],
+        ]
+        for n, m in _trained(metrics).items()
+    ]
+    return H.table(
+        rows,
+        [
+            "variant",
+            "parameters",
+            "size on disk (bytes)",
+            "epochs",
+            "training (s)",
+            "prediction (ms/sample)",
+        ],
+    )
+
+
+def _alignment_section(metrics) -> str:
+    alignment = metrics["alignment"]
+    if alignment["status"] != "evaluated":
+        return H.paragraph(f"Alignment skipped: {alignment.get('reason')}.")
+    rows = [
+        [direction, k, v["model"], v["random"]]
+        for direction in ("text_to_audio", "audio_to_text")
+        for k, v in alignment.get(direction, {}).items()
+    ]
+    return H.paragraph(
+        f"{alignment['method']} alignment, {alignment['n_components']} dimensions, "
+        f"{alignment['n_pairs']} test pairs."
+    ) + H.table(rows, ["direction", "score", "model", "random"])
+
+
+def _history_section(run_history, figures) -> str:
+    columns = sorted({k for row in run_history for k in row} - {"version"})
+    rows = [[row["version"], *[row.get(c) for c in columns]] for row in run_history]
+    return H.table(rows, ["version", *columns]) + H.figure(
+        figures["run_history_plot"], "run-history"
+    )
+
+
+def render_report(
+    *,
+    metrics: dict[str, Any],
+    data_summary: dict[str, Any],
+    error_analysis: dict[str, Any],
+    run_history: list[dict[str, Any]],
+    parameters: dict[str, Any],
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    **figures: go.Figure,
+) -> str:
+    """The self-contained HTML report of the run (plots and clips embedded).
+
+    Every number is formatted from ``metrics`` and the other inputs with
+    :func:`multimodal_fusion.report_html.fmt`, so the page matches them exactly.
+    """
+    sections = [
+        ("data", "Data", _data_section(data_summary, figures)),
+        ("models", "Model comparison", _models_section(metrics, figures)),
+        ("calibration", "Calibration", _calibration_section(metrics, figures)),
+        (
+            "errors",
+            "Error analysis",
+            _errors_section(metrics, error_analysis, clean_audio),
+        ),
+        ("complexity", "Complexity", _complexity_section(metrics)),
+        ("alignment", "Alignment", _alignment_section(metrics)),
+        ("history", "Run history", _history_section(run_history, figures)),
+        (
+            "parameters",
+            "Parameters",
+            f"<pre>{html.escape(json.dumps(parameters, indent=2, sort_keys=True))}"
+            "</pre>",
+        ),
+    ]
+    return H.page("multimodal-fusion report", sections)

@@ -1,40 +1,83 @@
-"""Wiring of the reporting pipeline."""
+"""Wiring of the reporting pipeline: per-variant assessment and confusion
+matrix (namespaced like the variants), then metrics, plots, run history and the
+Markdown and HTML reports."""
 
 from kedro.pipeline import Node, Pipeline
 
-from ..modeling.pipeline import VARIANT_INPUTS, variant_metrics
+from ..modeling.pipeline import VARIANT_INPUTS, variant_output
 from .nodes import (
+    analyse_errors,
+    assess_variant,
     collect_metrics,
+    plot_class_balance,
+    plot_clip_lengths,
     plot_confusion_matrix,
     plot_model_comparison,
+    plot_reliability,
+    plot_run_history,
+    render_report,
+    summarise_history,
     write_summary,
 )
 
+PLOTS = (
+    "model_comparison",
+    "reliability",
+    "class_balance",
+    "clip_lengths",
+    "run_history",
+)
+
+
+def variant_reporting(variant: str, model_inputs: str) -> Pipeline:
+    """Confusion matrix and assessment of one variant, in its namespace."""
+    return Pipeline(
+        [
+            Node(
+                plot_confusion_matrix,
+                ["test_predictions", "metrics"],
+                "confusion_matrix",
+                name="plot_confusion_matrix",
+            ),
+            Node(
+                assess_variant,
+                [
+                    "metrics",
+                    "model",
+                    "model_inputs",
+                    "test_predictions",
+                    "params:reporting",
+                ],
+                "assessment",
+                name="assess_variant",
+            ),
+        ],
+        namespace=variant,
+        inputs={
+            "model_inputs": model_inputs,
+            "metrics": variant_output(variant, "metrics"),
+            "test_predictions": variant_output(variant, "test_predictions"),
+        },
+        outputs={"assessment": variant_output(variant, "assessment")},
+        parameters={"params:reporting": "params:reporting"},
+    )
+
 
 def create_pipeline(**kwargs) -> Pipeline:
-    confusion_matrices = [
-        Pipeline(
-            [
-                Node(
-                    plot_confusion_matrix,
-                    ["test_predictions", "metrics"],
-                    "confusion_matrix",
-                    name="plot_confusion_matrix",
-                )
-            ],
-            namespace=variant,
-            inputs={"metrics": variant_metrics(variant)},
-        )
-        for variant in VARIANT_INPUTS
-    ]
-    return sum(confusion_matrices, Pipeline([])) + Pipeline(
+    variants = sum(
+        (variant_reporting(v, source) for v, source in VARIANT_INPUTS.items()),
+        Pipeline([]),
+    )
+    per_variant = {v: variant_output(v, "assessment") for v in VARIANT_INPUTS}
+    predictions = {v: variant_output(v, "test_predictions") for v in VARIANT_INPUTS}
+    return variants + Pipeline(
         [
             Node(
                 collect_metrics,
                 {
                     "data_summary": "data_summary",
                     "alignment_metrics": "alignment_metrics",
-                    **{variant: variant_metrics(variant) for variant in VARIANT_INPUTS},
+                    **per_variant,
                 },
                 "metrics",
                 name="collect_metrics",
@@ -42,14 +85,66 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 plot_model_comparison,
                 "metrics",
-                "model_comparison",
+                "model_comparison_plot",
                 name="plot_model_comparison",
+            ),
+            Node(
+                plot_reliability, "metrics", "reliability_plot", name="plot_reliability"
+            ),
+            Node(
+                plot_class_balance,
+                "data_summary",
+                "class_balance_plot",
+                name="plot_class_balance",
+            ),
+            Node(
+                plot_clip_lengths,
+                "audio_index",
+                "clip_lengths_plot",
+                name="plot_clip_lengths",
+            ),
+            Node(
+                analyse_errors,
+                {
+                    "metrics": "metrics",
+                    "contacts": "contacts",
+                    "params": "params:reporting",
+                    **predictions,
+                },
+                "error_analysis",
+                name="analyse_errors",
+            ),
+            Node(
+                summarise_history,
+                ["metrics_history", "metrics"],
+                "run_history",
+                name="summarise_history",
+            ),
+            Node(
+                plot_run_history,
+                "run_history",
+                "run_history_plot",
+                name="plot_run_history",
             ),
             Node(
                 write_summary,
                 ["metrics", "data_summary"],
                 "summary_report",
                 name="write_summary",
+            ),
+            Node(
+                render_report,
+                {
+                    "metrics": "metrics",
+                    "data_summary": "data_summary",
+                    "error_analysis": "error_analysis",
+                    "run_history": "run_history",
+                    "parameters": "parameters",
+                    "clean_audio": "clean_audio",
+                    **{f"{plot}_plot": f"{plot}_plot" for plot in PLOTS},
+                },
+                "report",
+                name="render_report",
             ),
         ]
     )

@@ -1,0 +1,84 @@
+"""Evaluation beyond accuracy: calibration, per-class scores and confusions.
+
+Pure functions of labels, predictions and confidences, shared by the reporting
+nodes and usable from notebooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
+
+
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int
+) -> list[dict[str, float]]:
+    """Equal-width confidence bins with their count, mean confidence and accuracy.
+
+    Args:
+        confidence: Top-class probability per prediction, in [0, 1].
+        correct: Whether each prediction was right.
+        n_bins: Number of bins over [0, 1].
+
+    Returns:
+        One dict per non-empty bin: ``lower``, ``upper``, ``count``,
+        ``confidence`` (mean), ``accuracy``.
+    """
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        members = index == b
+        if members.any():
+            bins.append(
+                {
+                    "lower": float(edges[b]),
+                    "upper": float(edges[b + 1]),
+                    "count": int(members.sum()),
+                    "confidence": float(confidence[members].mean()),
+                    "accuracy": float(correct[members].mean()),
+                }
+            )
+    return bins
+
+
+def expected_calibration_error(bins: list[dict[str, float]]) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy."""
+    total = sum(b["count"] for b in bins)
+    if not total:
+        return 0.0
+    return float(
+        sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / total
+    )
+
+
+def per_class_scores(labels, predicted) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per true class."""
+    classes = sorted(set(labels))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
+    return {
+        c: {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    }
+
+
+def top_confusions(predictions: pd.DataFrame, n: int) -> list[dict[str, Any]]:
+    """The ``n`` most frequent (label, predicted) pairs among the errors."""
+    errors = predictions[predictions["label"] != predictions["predicted"]]
+    counts = errors.groupby(["label", "predicted"]).size().rename("count").reset_index()
+    counts = counts.sort_values(
+        ["count", "label", "predicted"], ascending=[False, True, True]
+    )
+    return counts.head(n).to_dict(orient="records")
