@@ -1,6 +1,14 @@
 """Custom Kedro datasets of the project."""
 
-from .audio_dataset import AudioClip, AudioDataset
-from .audio_folder_dataset import AudioFolderDataset
+from .audio_dataset import AudioClip, AudioDataset, AudioInfo
+from .audio_folder_dataset import AudioFolderDataset, AudioSource
+from .tolerant_csv_dataset import TolerantCSVDataset
 
-__all__ = ["AudioClip", "AudioDataset", "AudioFolderDataset"]
+__all__ = [
+    "AudioClip",
+    "AudioDataset",
+    "AudioFolderDataset",
+    "AudioInfo",
+    "AudioSource",
+    "TolerantCSVDataset",
+]
