@@ -51,7 +51,6 @@ _DELIMITERS = ",;\t|"
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
@@ -163,6 +162,7 @@ class TolerantCSVDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]):
                 f"'{name}' is empty. It needs a header line (for example 'id,text') "
                 "and one line per record."
             )
+        raw = raw.removeprefix(codecs.BOM_UTF8)  # then read line by line below
         for bom, encoding in _BOMS:
             if raw.startswith(bom):
                 try:
