@@ -68,8 +68,12 @@ def run_session(
     pipeline_name: str = "__default__",
     env: str | None = None,
     runtime_params: dict[str, Any] | None = None,
+    **run_args: Any,
 ) -> dict[str, Any]:
     """Runs one pipeline in a real ``KedroSession`` inside ``project``.
+
+    ``run_args`` go to ``session.run`` (``only_missing_outputs``,
+    ``from_nodes``, ...), as the ``kedro run`` options of the same names.
 
     Returns:
         What ``session.run`` returns (free outputs of the pipeline).
@@ -83,7 +87,7 @@ def run_session(
         ) as session,
     ):
         # kedro 1.7 deprecates ``pipeline_name`` in favour of ``pipeline_names``.
-        return session.run(pipeline_names=[pipeline_name])
+        return session.run(pipeline_names=[pipeline_name], **run_args)
 
 
 class LogCapture(logging.Handler):
