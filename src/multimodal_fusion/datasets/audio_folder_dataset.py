@@ -7,7 +7,8 @@ Loading gives an :class:`AudioSource` per file: call it to decode the clip, or a
 its header (:meth:`AudioSource.info`) or its samples block by block
 (:meth:`AudioSource.blocks`) without holding the whole clip in memory.
 
-On a local folder, a file that is a symbolic link leading outside the folder, or
+Hidden files (``.DS_Store``, editors' swap files) are not listed. On a local
+folder, a file that is a symbolic link leading outside the folder, or
 that is not a regular file (a linked folder, a dangling link, a pipe), is listed
 but never read: its source refuses to open it and says why, so that a pipeline
 can quarantine it with that reason.

@@ -618,7 +618,8 @@ def summarise_data(  # noqa: PLR0913, PLR0917
         records by reason. ``raw_ids`` (distinct non-empty ids) =
         ``sum(outcome)``; ``rejected_ids`` breaks ``outcome["rejected"]`` down by
         reason. Also per-modality counts, class balance per split and measures
-        of the kept audio.
+        of the kept audio; ``rejected_records`` lists ``{source, reason,
+        count}`` for the run summary.
 
     Raises:
         ValueError: if the counts do not add up (a bug: a record or an id was
@@ -677,6 +678,12 @@ def summarise_data(  # noqa: PLR0913, PLR0917
             for split in SPLITS
         },
         "audio": _audio_measures(audio_index),
+        # Every rejected row by source and reason, for the run summary.
+        "rejected_records": rejected.groupby(["source", "reason"])
+        .size()
+        .rename("count")
+        .reset_index()
+        .to_dict(orient="records"),
     }
 
 
