@@ -8,9 +8,11 @@ write their ``data/`` there and never touch the real project's data.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,8 +68,12 @@ def run_session(
     pipeline_name: str = "__default__",
     env: str | None = None,
     runtime_params: dict[str, Any] | None = None,
+    **run_args: Any,
 ) -> dict[str, Any]:
     """Runs one pipeline in a real ``KedroSession`` inside ``project``.
+
+    ``run_args`` go to ``session.run`` (``only_missing_outputs``,
+    ``from_nodes``, ...), as the ``kedro run`` options of the same names.
 
     Returns:
         What ``session.run`` returns (free outputs of the pipeline).
@@ -81,4 +87,40 @@ def run_session(
         ) as session,
     ):
         # kedro 1.7 deprecates ``pipeline_name`` in favour of ``pipeline_names``.
-        return session.run(pipeline_names=[pipeline_name])
+        return session.run(pipeline_names=[pipeline_name], **run_args)
+
+
+class LogCapture(logging.Handler):
+    """Keeps every log record's formatted message (``text``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def capture_logs() -> Iterator[LogCapture]:
+    """Captures what Kedro sessions log, as a user would see it.
+
+    Kedro applies its logging configuration when a project is first bootstrapped
+    in a process, replacing the root handlers; the handler is added after that.
+    """
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        in_project(copy_project(Path(folder) / "bootstrap")),
+    ):
+        pass
+    handler = LogCapture()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)

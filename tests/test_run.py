@@ -23,12 +23,17 @@ from multimodal_fusion.pipelines.reporting.nodes import RUN_DEPENDENT_KEYS
 from multimodal_fusion.pipelines.reporting.pipeline import PLOTS
 from multimodal_fusion.report_html import fmt
 from tests.browser import render_dom, requires_chromium
-from tests.project_copy import copy_project, in_project, run_session
+from tests.pii_scan import planted_pii, scan_for
+from tests.project_copy import capture_logs, copy_project, in_project, run_session
 from tests.toy_data import write_toy_dataset
 
 VARIANTS = tuple(VARIANT_INPUTS)
 REQUIRED_METRICS = ("accuracy", "macro_f1", "modalities", "split_sizes")
 SPLITS = ("train", "val", "test")
+# Lines of a saved metrics file that hold run-dependent measurements.
+RUN_DEPENDENT_LINE = re.compile(
+    rb'^\s*"(' + "|".join(RUN_DEPENDENT_KEYS).encode() + rb')": .*\n', re.M
+)
 TOY_N = 160
 DEMO_N = 150
 REPORTING = Path("data/08_reporting")
@@ -99,12 +104,17 @@ def _check_accounting(project: Path, raw_ids: set[str]) -> dict[str, Any]:
     rejected = pd.read_csv(
         project / "data/02_intermediate/rejected.csv", dtype=str, keep_default_na=False
     )
-    assert contacts["id"].is_unique
-    assert raw_ids <= set(contacts["id"]) | set(rejected["id"])
+    verdicts = rejected[rejected["source"] == "contact"]
+    assert contacts["id"].is_unique and verdicts["id"].is_unique
+    assert raw_ids == set(contacts["id"]) | set(verdicts["id"])
     counts = contacts["split"].value_counts()
     for split in (*SPLITS, "unlabeled"):
         assert outcome[split] == counts.get(split, 0), split
-    assert outcome["rejected"] == len(set(rejected["id"]) - set(contacts["id"]))
+    assert outcome["rejected"] == len(verdicts) == sum(summary["rejected_ids"].values())
+    for source, counts in summary["records"].items():
+        rejected_records = (rejected["source"] == source).sum()
+        assert sum(counts["rejected"].values()) == rejected_records, source
+        assert counts["accepted"] + rejected_records == counts["total"], source
     return summary
 
 
@@ -127,6 +137,17 @@ def _check_variant_entries(
             assert entry["reason"], name
             assert entry["accuracy"] is None and entry["macro_f1"] is None, name
     return variants
+
+
+def _check_byte_identical_but_timings(project: Path) -> None:
+    """Every versioned JSON output of the two runs is the same, byte for byte,
+    once the timing lines are removed."""
+    for name in ("metrics.json", "data_summary.json"):
+        first, second = (
+            RUN_DEPENDENT_LINE.sub(b"", p.read_bytes())
+            for p in _versions(project, f"{REPORTING}/{name}")
+        )
+        assert first == second, name
 
 
 # --- toy data: two runs of __default__ ----------------------------------------
@@ -185,6 +206,7 @@ def test_toy_runs_are_deterministic(toy_project):
     first, second = _json_versions(toy_project, f"{REPORTING}/metrics.json")
 
     assert _without_timing(first) == _without_timing(second)
+    _check_byte_identical_but_timings(toy_project)
     # The timing fields are the only ones left out, and they are present.
     assert all("train_seconds" in m for m in _variants(first).values())
     summaries = _json_versions(toy_project, f"{REPORTING}/data_summary.json")
@@ -306,6 +328,41 @@ def test_toy_html_report_renders_every_plot_in_chromium(toy_project, tmp_path):
     assert dom.count('class="plot"') == len(PLOTS)
 
 
+# --- an interrupted run resumes with --only-missing-outputs ----------------------
+
+DATA_PROCESSING_NODES = (
+    "clean_labels, clean_texts, join_contacts, prepare_audio, split_contacts, "
+    "summarise_data"
+)
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    project = copy_project(tmp_path_factory.mktemp("resume") / "project")
+    write_toy_dataset(project / "data/01_raw", n=64)
+    # The run stopped after data_processing: its outputs are on disk.
+    run_session(project, pipeline_name="data_processing")
+    finished = sorted(
+        p
+        for p in (project / "data").rglob("*")
+        if p.is_file() and "01_raw" not in p.parts
+    )
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+
+    with capture_logs() as log:
+        run_session(project, pipeline_name="__default__", only_missing_outputs=True)
+
+    assert f"nodes with existing outputs: {DATA_PROCESSING_NODES}" in log.text
+    assert {p: p.stat().st_mtime_ns for p in finished} == stamps  # not rewritten
+    metrics = _latest_json(project, f"{REPORTING}/metrics.json")
+    assert metrics["data"]["raw_ids"] == 64
+    # Nothing is left to do: a second resume runs no node.
+    with capture_logs() as log:
+        run_session(project, pipeline_name="__default__", only_missing_outputs=True)
+    assert "(all persistent outputs exist)" in log.text
+
+
 # --- demo_data then __default__ -----------------------------------------------
 
 
@@ -316,12 +373,15 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Nested runtime params are deep-merged into parameters (OmegaConf merge):
     # the other demo_data keys keep their configured values. This is the same
     # as `kedro run --pipeline demo_data --params demo_data.n_contacts=150`.
-    run_session(
-        project,
-        pipeline_name="demo_data",
-        runtime_params={"demo_data": {"n_contacts": DEMO_N}},
-    )
-    run_session(project, pipeline_name="__default__")
+    with capture_logs() as log:
+        run_session(
+            project,
+            pipeline_name="demo_data",
+            runtime_params={"demo_data": {"n_contacts": DEMO_N}},
+        )
+        for _ in range(2):  # as two consecutive `make demo`
+            run_session(project, pipeline_name="__default__")
+    (project / "run.log").write_text(log.text)
     return project
 
 
@@ -358,6 +418,22 @@ def test_demo_summary_accounts_for_every_raw_id(demo_project):
     assert sum(summary["modalities"].values()) == sum(
         summary["outcome"][s] for s in SPLITS
     )
+
+
+def test_demo_outputs_and_logs_carry_no_planted_pii(demo_project):
+    pii = planted_pii(demo_project / "data/01_raw/demo_manifest.csv")
+    assert len(pii) > 20  # the demo plants emails, phones and card numbers
+    raw_texts = (demo_project / "data/01_raw/texts.csv").read_text()
+    assert sum(p in raw_texts for p in pii) > 20  # ... in the raw input only
+    data = demo_project / "data"
+    assert scan_for(pii, data, exclude=[data / "01_raw"]) == []
+    log = demo_project / "run.log"
+    assert "Completed node: clean_texts" in log.read_text()
+    assert scan_for(pii, log.parent, exclude=[data]) == []
+
+
+def test_demo_runs_are_deterministic(demo_project):
+    _check_byte_identical_but_timings(demo_project)
 
 
 def test_demo_metrics_train_every_variant(demo_project):

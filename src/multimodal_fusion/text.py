@@ -1,12 +1,15 @@
 """Text normalisation and masking of personal data (PII).
 
 Every typed message goes through :func:`clean_text` before it reaches features,
-models, reports or logs.
+models, reports or logs. Masking is deliberately greedy: a long digit run that is
+not a card is still masked (as a phone number or a number), because a leaked
+identifier costs more than a lost order number.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 
 import numpy as np
@@ -17,13 +20,42 @@ EMAIL_TOKEN = "[EMAIL]"
 CARD_TOKEN = "[CARD]"
 IBAN_TOKEN = "[IBAN]"
 PHONE_TOKEN = "[PHONE]"
+NUMBER_TOKEN = "[NUMBER]"
+PII_TOKENS = (EMAIL_TOKEN, CARD_TOKEN, IBAN_TOKEN, PHONE_TOKEN, NUMBER_TOKEN)
+
+# IBAN length per country (SWIFT IBAN registry): a candidate is masked when its
+# country code is known and it has exactly that many characters.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+    "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
+    "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+    "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20,
+    "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24,
+    "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "YE": 30,
+}  # fmt: skip
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-_PHONE = re.compile(r"(?<![\w\[])\+?\(?\d[\d ().-]{5,}\d(?!\d)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Two letters, two check digits, then 11-30 letters or digits, optionally in groups.
+_IBAN = re.compile(r"(?<![^\W_])([A-Za-z]{2})(\d{2})((?: ?[A-Za-z0-9]){11,30})")
+# Digits with at most two separators between them: phone, card and account numbers.
+_DIGITS = re.compile(r"\+?\(?(?<!\d)\d(?:[ .()\-]{0,2}\d)*")
+_DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}|\d{4}([./-])\d{1,2}\2\d{1,2}")
+_TOKENS = re.compile("(" + "|".join(re.escape(t) for t in PII_TOKENS) + ")")
 _SPACES = re.compile(r"\s+")
+# Control characters become spaces; invisible format characters (zero-width
+# spaces, BOMs, bidi overrides, soft hyphens) are removed, so that they can
+# neither split a word nor hide an identifier from the masking.
+_INVISIBLE = {
+    code: " " if unicodedata.category(chr(code)) == "Cc" else None
+    for code in range(sys.maxunicode + 1)
+    if unicodedata.category(chr(code)) in {"Cc", "Cf"}
+}
 
 
 def luhn_valid(digits: str) -> bool:
@@ -37,34 +69,75 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _mask_card(match: re.Match) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return CARD_TOKEN if luhn_valid(digits) else match.group()
+def _iban_end(match: re.Match) -> int | None:
+    """Where the IBAN that ``match`` starts ends, when it has its country's exact
+    length and is not the start of a longer word."""
+    needed = IBAN_LENGTHS.get(match.group(1).upper(), 0) - 4
+    rest, seen = match.group(3), 0
+    for end, char in enumerate(rest, start=1):
+        seen += char != " "
+        if seen == needed:
+            after = rest[end : end + 1] or match.string[match.end() : match.end() + 1]
+            glued = after.isalnum()
+            groups = rest[:end].split(" ")
+            grouped = len(groups) == 1 or (
+                groups[0] == ""
+                and all(len(g) == 4 for g in groups[1:-1])
+                and 1 <= len(groups[-1]) <= 4
+            )
+            return match.start(3) + end if grouped and not glued else None
+    return None
 
 
-def _mask_phone(match: re.Match) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return PHONE_TOKEN if 7 <= len(digits) <= 15 else match.group()
+def _mask_ibans(text: str) -> str:
+    pieces, position = [], 0
+    match = _IBAN.search(text)
+    while match:
+        end = _iban_end(match)
+        if end is None:
+            match = _IBAN.search(text, match.start() + 1)
+            continue
+        pieces += [text[position : match.start()], IBAN_TOKEN]
+        position = end
+        match = _IBAN.search(text, end)
+    return "".join([*pieces, text[position:]])
+
+
+def _mask_digits(match: re.Match) -> str:
+    """Cards (13-19 digits, Luhn-valid), phones (7-15 digits), long numbers."""
+    run = match.group()
+    if _DATE.fullmatch(run.strip("+(")):
+        return run
+    digits = re.sub(r"\D", "", run)
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return CARD_TOKEN
+    if 7 <= len(digits) <= 15:
+        return PHONE_TOKEN
+    if len(digits) > 15:
+        return NUMBER_TOKEN
+    return run
 
 
 def mask_pii(text: str) -> str:
-    """Replaces emails, IBANs, Luhn-valid card numbers and phone numbers by tokens.
+    """Replaces personal identifiers by tokens.
 
-    Card numbers are masked before phone numbers, so a 16-digit card is never
-    half-masked as a phone; digit runs that fail the Luhn check and have 7 to 15
-    digits are treated as phone numbers.
+    Emails become ``[EMAIL]``; IBANs (known country code, exact length, any case,
+    grouped or not) ``[IBAN]``; digit runs with at most two separators between
+    digits (spaces, dots, dashes, brackets) ``[CARD]`` when they have 13-19 digits
+    and pass the Luhn check, else ``[PHONE]`` with 7-15 digits and ``[NUMBER]``
+    with more. Dates (``12.03.2024``, ``2024-03-12``) and numbers of up to 6
+    digits are kept.
     """
     text = _EMAIL.sub(EMAIL_TOKEN, text)
-    text = _IBAN.sub(IBAN_TOKEN, text)
-    text = _CARD.sub(_mask_card, text)
-    return _PHONE.sub(_mask_phone, text)
+    text = _mask_ibans(text)
+    return _DIGITS.sub(_mask_digits, text)
 
 
 def normalise_text(text: str) -> str:
-    """Unicode NFKC, control characters removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _CONTROL.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    """Control characters to spaces, invisible format characters removed,
+    Unicode NFKC (full-width digits become ASCII), whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+    return _SPACES.sub(" ", text.translate(_INVISIBLE)).strip()
 
 
 def clean_text(text: str, *, lowercase: bool = True) -> str:
@@ -72,9 +145,8 @@ def clean_text(text: str, *, lowercase: bool = True) -> str:
     masked = mask_pii(normalise_text(text))
     if not lowercase:
         return masked
-    tokens = (EMAIL_TOKEN, CARD_TOKEN, IBAN_TOKEN, PHONE_TOKEN)
-    pieces = re.split(f"({'|'.join(re.escape(t) for t in tokens)})", masked)
-    return "".join(p if p in tokens else p.lower() for p in pieces)
+    pieces = _TOKENS.split(masked)
+    return "".join(p if p in PII_TOKENS else p.lower() for p in pieces)
 
 
 class TextFeaturizer:

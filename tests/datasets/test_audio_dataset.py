@@ -6,6 +6,8 @@ import soundfile as sf
 from kedro.io import DatasetError, Version
 
 from multimodal_fusion.datasets import AudioClip, AudioDataset, AudioFolderDataset
+from multimodal_fusion.datasets.audio_dataset import AudioDecodeError
+from multimodal_fusion.datasets.audio_folder_dataset import SAVING_MARKER
 
 
 def _tone(sample_rate=16000, seconds=0.25, channels=1):
@@ -59,7 +61,42 @@ def test_info_reads_the_header_only(tmp_path):
     path = tmp_path / "clip.flac"
     sf.write(path, _tone(seconds=1.0), 16000)
     info = AudioDataset(filepath=str(path)).info()
-    assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
+    assert (info.sample_rate, info.frames, info.channels) == (16000, 16000, 1)
+    assert (info.format, info.subtype, info.missing_bytes) == ("FLAC", "PCM_16", 0)
+    assert info.duration == 1.0
+
+
+def test_info_reports_a_truncated_wav(tmp_path):
+    path = tmp_path / "cut.wav"
+    sf.write(path, _tone(seconds=1.0), 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    info = AudioDataset(filepath=str(path)).info()
+    assert info.missing_bytes == len(data) - 44 - (len(data) // 2 - 44)
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"", "empty_file"),
+        (b"id,text\nhello\n", "unrecognised_format"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt \x02", "corrupt_header"),
+    ],
+)
+def test_info_names_the_kind_of_defect(tmp_path, content, kind):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioDecodeError, match="bad.wav") as caught:
+        AudioDataset(filepath=str(path)).info()
+    assert caught.value.kind == kind
+
+
+def test_blocks_decode_the_clip_piece_by_piece(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, _tone(channels=2), 16000)
+    blocks = list(AudioDataset(filepath=str(path)).blocks(blocksize=1500))
+    assert [b.shape for b in blocks] == [(1500, 2), (1500, 2), (1000, 2)]
+    assert all(b.dtype == np.float32 for b in blocks)
 
 
 def test_preview_summarises_the_clip(tmp_path):
@@ -129,3 +166,54 @@ def test_empty_folder_fails_unless_allowed(tmp_path):
         AudioFolderDataset(path=str(tmp_path / "missing"), allow_empty=True).load()
         == {}
     )
+
+
+def test_folder_refuses_links_out_of_it_and_non_files(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sf.write(outside / "secret.wav", _tone(), 16000)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "ok.wav", _tone(), 16000)
+    (folder / "inside.wav").symlink_to(folder / "ok.wav")
+    (folder / "out.wav").symlink_to(outside / "secret.wav")
+    (folder / "outdir").symlink_to(outside)
+    (folder / "dangling.wav").symlink_to(folder / "missing.wav")
+    (folder / ".DS_Store").write_bytes(b"junk")
+    sources = AudioFolderDataset(path=str(folder)).load()
+    refusals = {k: s.refusal and s.refusal[0] for k, s in sources.items()}
+    assert refusals == {
+        "dangling.wav": "not_a_file",
+        "inside.wav": None,
+        "ok.wav": None,
+        "out.wav": "outside_root",
+        "outdir": "outside_root",
+    }
+    with pytest.raises(DatasetError, match="Refusing to read 'out.wav'"):
+        sources["out.wav"]()
+    with pytest.raises(DatasetError, match="Refusing"):
+        sources["out.wav"].info()
+    assert sources["inside.wav"]().sample_rate == 16000
+
+
+def test_folder_save_is_lazy_and_marks_an_unfinished_save(tmp_path):
+    folder = AudioFolderDataset(path=str(tmp_path / "out"), filename_suffix=".flac")
+    calls = []
+
+    def clip(name):
+        def make():
+            calls.append(name)
+            # the marker is there while the partitions are being written
+            assert (tmp_path / "out" / SAVING_MARKER).exists()
+            assert not folder.exists()
+            return AudioClip(_tone(), 16000)
+
+        return make
+
+    folder.save({"b": clip("b"), "a": clip("a")})
+    assert calls == ["a", "b"]  # one at a time, in key order
+    assert not (tmp_path / "out" / SAVING_MARKER).exists()
+    assert folder.exists()
+    (tmp_path / "out" / SAVING_MARKER).touch()  # as if a save was interrupted
+    assert not folder.exists()
+    assert sorted(folder.load()) == ["a", "b"]  # the marker is no partition

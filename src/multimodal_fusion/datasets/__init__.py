@@ -1,7 +1,16 @@
 """Custom Kedro datasets of the project."""
 
-from .audio_dataset import AudioClip, AudioDataset
-from .audio_folder_dataset import AudioFolderDataset
+from .audio_dataset import AudioClip, AudioDataset, AudioInfo
+from .audio_folder_dataset import AudioFolderDataset, AudioSource
+from .tolerant_csv_dataset import TolerantCSVDataset
 from .version_history_dataset import VersionHistoryDataset
 
-__all__ = ["AudioClip", "AudioDataset", "AudioFolderDataset", "VersionHistoryDataset"]
+__all__ = [
+    "AudioClip",
+    "AudioDataset",
+    "AudioFolderDataset",
+    "AudioInfo",
+    "AudioSource",
+    "TolerantCSVDataset",
+    "VersionHistoryDataset",
+]

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
@@ -44,6 +47,70 @@ class AudioClip(NamedTuple):
     def duration(self) -> float:
         """Length in seconds."""
         return len(self.waveform) / self.sample_rate if self.sample_rate else 0.0
+
+
+class AudioInfo(NamedTuple):
+    """What a clip's header says, read without decoding the samples.
+
+    Attributes:
+        sample_rate: samples per second.
+        channels: number of channels.
+        frames: samples per channel the file holds (libsndfile's count).
+        format: container, e.g. ``"WAV"``, ``"FLAC"``.
+        subtype: sample encoding, e.g. ``"PCM_16"``, ``"FLOAT"``.
+        missing_bytes: how many bytes of audio data the header declares beyond
+            the end of the file (a truncated copy); 0 for a whole file.
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+    missing_bytes: int = 0
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+# libsndfile's parse log says "data : 32000 (should be 15978)" for a WAV/AIFF
+# whose data chunk runs past the end of the file.
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+_DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+
+
+class AudioDecodeError(DatasetError):
+    """A file that cannot be read as audio, with the kind of defect.
+
+    Attributes:
+        kind: ``"empty_file"`` (0 bytes), ``"unrecognised_format"`` (not a format
+            libsndfile reads, e.g. a text file renamed ``.wav``),
+            ``"corrupt_header"``, ``"corrupt_data"`` (decoding failed part-way)
+            or ``"unreadable"`` (the file could not be opened).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _decode_error(path: str, err: Exception, decoded: int = 0) -> AudioDecodeError:
+    """An ``AudioDecodeError`` naming the file, the defect and what to do."""
+    message = str(err).splitlines()[-1] if str(err) else type(err).__name__
+    if decoded:
+        kind, what = "corrupt_data", f"decoding failed after {decoded} samples"
+    elif "not recognised" in message or "unknown format" in message.lower():
+        kind = "unrecognised_format"
+        what = "it is not in an audio format libsndfile reads"
+    else:
+        kind, what = "corrupt_header", "its header is damaged"
+    return AudioDecodeError(
+        f"Cannot decode audio file '{path}': {what} ({message}). Convert it to WAV, "
+        "FLAC or OGG, or remove it.",
+        kind,
+    )
 
 
 _FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
@@ -165,15 +232,80 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
 
     def load(self) -> AudioClip:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
+        with self._open(load_path) as fs_file:
             try:
                 waveform, sample_rate = sf.read(fs_file, **self._load_args)
-            except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-                raise DatasetError(
-                    f"Cannot decode audio file '{load_path}': {err}. Convert it to a "
-                    "format libsndfile reads (WAV, FLAC, OGG) or remove it."
-                ) from err
+            except _DECODE_ERRORS as err:
+                raise _decode_error(load_path, err) from err
         return AudioClip(waveform, int(sample_rate))
+
+    def info(self) -> AudioInfo:
+        """Reads the header only (rate, channels, frames, format): cheap for any
+        clip length, so callers can reject huge clips without decoding them.
+
+        Raises:
+            AudioDecodeError: when the file is empty or its header unreadable.
+        """
+        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._open(load_path) as fs_file:
+            if not fs_file.read(1):
+                raise AudioDecodeError(
+                    f"Audio file '{load_path}' is empty (0 bytes): the copy or "
+                    "export that made it failed. Copy it again or remove it.",
+                    "empty_file",
+                )
+            fs_file.seek(0)
+            try:
+                header = sf.info(fs_file)
+            except _DECODE_ERRORS as err:
+                raise _decode_error(load_path, err) from err
+        missing = sum(
+            max(int(declared) - int(present), 0)
+            for declared, present in _SHORT_CHUNK.findall(header.extra_info)
+        )
+        return AudioInfo(
+            sample_rate=int(header.samplerate),
+            channels=int(header.channels),
+            frames=int(header.frames),
+            format=str(header.format),
+            subtype=str(header.subtype),
+            missing_bytes=missing,
+        )
+
+    def blocks(self, blocksize: int = 65536) -> Iterator[np.ndarray]:
+        """Decodes the clip block by block: float32 arrays of shape
+        ``(<= blocksize, channels)``, until the decoder has no more samples.
+
+        Memory stays at one block whatever the clip length.
+
+        Raises:
+            AudioDecodeError: when decoding fails, naming the file and position.
+        """
+        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._open(load_path) as fs_file:
+            decoded = 0
+            try:
+                with sf.SoundFile(fs_file) as sound:
+                    while True:
+                        block = sound.read(blocksize, dtype="float32", always_2d=True)
+                        if not len(block):
+                            return
+                        decoded += len(block)
+                        yield block
+            except _DECODE_ERRORS as err:
+                raise _decode_error(load_path, err, decoded) from err
+
+    @contextmanager
+    def _open(self, load_path: str) -> Iterator[Any]:
+        try:
+            fs_file = self._fs.open(load_path, **self._fs_open_args_load)
+        except OSError as err:
+            raise AudioDecodeError(
+                f"Cannot open audio file '{load_path}': {err.strerror or err}.",
+                "unreadable",
+            ) from err
+        with fs_file:
+            yield fs_file
 
     def save(self, data: AudioClip) -> None:
         save_path = self._get_save_path()
@@ -190,13 +322,6 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
                 **self._save_args,
             )
         self._invalidate_cache()
-
-    def info(self) -> sf._SoundFileInfo:
-        """Reads the header only (rate, channels, frames, format): cheap for any
-        clip length, so callers can reject huge clips without decoding them."""
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
-            return sf.info(fs_file)
 
     def preview(self) -> JSONPreview:
         """Header and level summary of the clip, shown by kedro-viz."""
