@@ -9,6 +9,7 @@ process, so results do not depend on ``n_jobs``.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing
 import os
@@ -24,6 +25,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 IN_FLIGHT_PER_WORKER = 2
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _worker: dict[str, Any] = {}
 
 
@@ -109,7 +113,21 @@ def _threadpools() -> ThreadpoolController:
 
 def _start_worker(func: Callable, items: Sequence) -> None:
     _threadpools().limit(limits=1)
+    _reuse_freed_memory()
     _worker["func"], _worker["items"] = func, items
+
+
+def _reuse_freed_memory() -> None:
+    """Makes glibc keep freed memory for reuse instead of returning it to the
+    system. A worker allocates and frees the same large temporaries every
+    batch; the page faults on fresh pages cost about a fifth of its time
+    (measured on feature extraction). No-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_TRIM_THRESHOLD, 512 * 2**20)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's largest
 
 
 def _run_batch(start: int, stop: int) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
 from copy import deepcopy
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
@@ -45,6 +44,29 @@ class AudioClip(NamedTuple):
     def duration(self) -> float:
         """Length in seconds."""
         return len(self.waveform) / self.sample_rate if self.sample_rate else 0.0
+
+
+def read_clip(
+    source: Any, *, load_args: dict[str, Any], name: str | None = None
+) -> AudioClip:
+    """Decodes a local path (libsndfile's own I/O: 2-3x faster than through a
+    Python file object) or an open file with ``soundfile.read(**load_args)``.
+
+    Raises:
+        FileNotFoundError: when there is no file at the path.
+        DatasetError: naming the file, when libsndfile cannot decode it.
+    """
+    name = name or source
+    if isinstance(source, str) and not os.path.isfile(source):
+        raise FileNotFoundError(f"No audio file at '{name}'")
+    try:
+        waveform, sample_rate = sf.read(source, **load_args)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise DatasetError(
+            f"Cannot decode audio file '{name}': {err}. Convert it to a "
+            "format libsndfile reads (WAV, FLAC, OGG) or remove it."
+        ) from err
+    return AudioClip(waveform, int(sample_rate))
 
 
 _FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
@@ -166,24 +188,10 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
 
     def load(self) -> AudioClip:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._open_for_load(load_path) as fs_file:
-            try:
-                waveform, sample_rate = sf.read(fs_file, **self._load_args)
-            except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-                raise DatasetError(
-                    f"Cannot decode audio file '{load_path}': {err}. Convert it to a "
-                    "format libsndfile reads (WAV, FLAC, OGG) or remove it."
-                ) from err
-        return AudioClip(waveform, int(sample_rate))
-
-    def _open_for_load(self, load_path: str):
-        """A local file goes to libsndfile by path: its own I/O is 2-3x faster
-        than reading through a Python file object."""
-        if self._protocol != "file":
-            return self._fs.open(load_path, **self._fs_open_args_load)
-        if not os.path.isfile(load_path):
-            raise FileNotFoundError(f"No audio file at '{load_path}'")
-        return nullcontext(load_path)
+        if self._protocol == "file":
+            return read_clip(load_path, load_args=self._load_args)
+        with self._fs.open(load_path, **self._fs_open_args_load) as fs_file:
+            return read_clip(fs_file, load_args=self._load_args, name=load_path)
 
     def save(self, data: AudioClip) -> None:
         save_path = self._get_save_path()

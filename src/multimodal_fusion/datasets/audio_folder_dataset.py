@@ -6,13 +6,15 @@ dataset without audio writes no clips).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from kedro.io.core import DatasetError
 from kedro_datasets.partitions import PartitionedDataset
 
-from .audio_dataset import AudioClip
+from .audio_dataset import AudioClip, AudioDataset, read_clip
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +58,50 @@ class AudioFolderDataset(PartitionedDataset):
         self._allow_empty = allow_empty
 
     def load(self) -> dict[str, Callable[[], AudioClip]]:
-        if self._allow_empty and not self._list_partitions():
-            logger.info("No clips in '%s': continuing without audio", self._path)
-            return {}
-        return super().load()
+        """``{partition id: loader}``, without a dataset object per clip.
+
+        Kedro's bookkeeping of a dataset object (its arguments captured on
+        creation, its description formatted on every load) costs about 0.2 ms
+        and 2 KB per clip, more than decoding it. So a local clip with the
+        default ``AudioDataset`` is decoded directly by :func:`read_clip`, and
+        any other partition creates its dataset only when its loader is called.
+        """
+        self._invalidate_caches()
+        paths = self._list_partitions()
+        if not paths:
+            if self._allow_empty:
+                logger.info("No clips in '%s': continuing without audio", self._path)
+                return {}
+            raise DatasetError(f"No partitions found in '{self._path}'")
+        load = self._partition_loader()
+        return {
+            self._path_to_partition(path): functools.partial(
+                load, self._join_protocol(path)
+            )
+            for path in paths
+        }
+
+    def _partition_loader(self) -> Callable[[str], AudioClip]:
+        config = self._dataset_config
+        if (
+            self._protocol == "file"
+            and self._dataset_type is AudioDataset
+            and set(config) <= {"load_args", "save_args"}
+        ):
+            load_args = {
+                **AudioDataset.DEFAULT_LOAD_ARGS,
+                **config.get("load_args", {}),
+            }
+            return functools.partial(read_clip, load_args=load_args)
+        return functools.partial(
+            _load_partition, self._dataset_type, config, self._filepath_arg
+        )
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "allow_empty": self._allow_empty}
+
+
+def _load_partition(
+    dataset_type: type, config: dict, filepath_arg: str, path: str
+) -> AudioClip:
+    return dataset_type(**config, **{filepath_arg: path}).load()

@@ -31,7 +31,7 @@ from multimodal_fusion.text import TextFeaturizer
 logger = logging.getLogger(__name__)
 
 FEATURE_PARAMS = ("n_fft", "hop_length", "n_mels", "n_mfcc", "n_segments", "max_frames")
-# Frames held in memory per block when standardising (before and after padding).
+# Frames held in memory per chunk written or block read (about).
 BLOCK_BYTES = 32 * 2**20
 
 
@@ -132,16 +132,27 @@ def extract_audio_features(
         batch_size=size,
         n_jobs=params["n_jobs"],
     )
-    done = 0
+    done, pending = 0, []
     with tqdm(
         total=len(rows), desc="audio features", unit="clip", mininterval=2
     ) as progress:
         for start, batch in zip(range(0, len(rows), size), batches, strict=True):
-            batch_rows = rows[start : start + size]
-            stop = batch_rows[-1] + 1 if start + size < len(rows) else len(ids)
-            yield chunk(range(done, stop), (batch_rows, batch))
-            progress.update(len(batch_rows))
-            done = stop
+            pending.append((rows[start : start + size], batch))
+            progress.update(len(pending[-1][0]))
+            last = start + size >= len(rows)
+            if last or sum(b.frames.nbytes for _, b in pending) >= BLOCK_BYTES:
+                stop = len(ids) if last else pending[-1][0][-1] + 1
+                yield chunk(range(done, stop), _merge(pending))
+                done, pending = stop, []
+
+
+def _merge(
+    batches: list[tuple[np.ndarray, FeatureBatch]],
+) -> tuple[np.ndarray, FeatureBatch]:
+    """Consecutive ``(rows, features)`` batches as one."""
+    rows = np.concatenate([r for r, _ in batches])
+    parts = zip(*(features for _, features in batches), strict=True)
+    return rows, FeatureBatch(*(np.concatenate(part) for part in parts))
 
 
 def _feature_chunk(
