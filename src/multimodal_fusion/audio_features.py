@@ -17,7 +17,7 @@ with ``n_frames`` giving each clip's share, in order.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -325,19 +325,19 @@ class AudioFeatureExtractor:
         return FeatureBatch(pooled, frames[keep], kept.astype(np.int32))
 
     def load_and_extract(
-        self, loaders: Sequence[tuple[str, Callable[[], AudioClip]]]
+        self, loaders: Mapping[str, Callable[[], AudioClip]], ids: Sequence[str]
     ) -> FeatureBatch:
-        """Decodes ``(id, loader)`` pairs, then :meth:`__call__`; one process's
-        share of a parallel extraction.
+        """Decodes the clips of ``ids`` with their ``loaders``, then
+        :meth:`__call__`; one process's share of a parallel extraction.
 
         Raises:
             ValueError: naming the clip, when it fails to decode or holds
                 non-finite samples.
         """
         clips = []
-        for clip_id, load in loaders:
+        for clip_id in ids:
             try:
-                clip = load()
+                clip = loaders[clip_id]()
             except Exception as err:
                 raise ValueError(
                     f"Cannot decode the clip of contact '{clip_id}': {err}. Re-run "
@@ -447,7 +447,8 @@ class AudioStandardizer:
         present = np.asarray(n_frames) > 0
         pooled_out = np.zeros(pooled.shape, np.float32)
         pooled_out[present] = (pooled[present] - self.pooled_mean_) / self.pooled_std_
-        frames_out = ((frames - self.frame_mean_) / self.frame_std_).astype(np.float32)
+        frames_out = np.subtract(frames, self.frame_mean_, dtype=np.float32)
+        frames_out /= self.frame_std_
         return pooled_out, frames_out
 
     def _finish(self, moments) -> tuple[np.ndarray, np.ndarray]:
@@ -459,11 +460,14 @@ class AudioStandardizer:
 
 
 def _merge_moments(moments, rows: np.ndarray):
-    """``(count, mean, M2)`` of ``moments`` plus ``rows`` (Chan et al.)."""
-    rows = np.asarray(rows, dtype=np.float64)
+    """``(count, mean, M2)`` of ``moments`` plus ``rows`` (Chan et al.),
+    accumulated in float64 without a float64 copy of ``rows``."""
     count_b = len(rows)
-    mean_b = rows.mean(axis=0) if count_b else np.zeros(rows.shape[1])
-    m2_b = np.square(rows - mean_b).sum(axis=0)
+    if count_b:
+        mean_b = rows.mean(axis=0, dtype=np.float64)
+        m2_b = rows.var(axis=0, dtype=np.float64) * count_b
+    else:
+        mean_b = m2_b = np.zeros(rows.shape[1])
     if moments is None or moments[0] == 0:
         return count_b, mean_b, m2_b
     count_a, mean_a, m2_a = moments

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 FEATURE_PARAMS = ("n_fft", "hop_length", "n_mels", "n_mfcc", "n_segments", "max_frames")
 # Frames held in memory per chunk written or block read (about).
-BLOCK_BYTES = 32 * 2**20
+BLOCK_BYTES = 16 * 2**20
 
 
 def _train_rows(contacts: pd.DataFrame, flag: str) -> pd.Series:
@@ -127,8 +127,8 @@ def extract_audio_features(
         return
     size = params["batch_size"]
     batches = map_batches(
-        extractor.load_and_extract,
-        [(ids[row], clean_audio[ids[row]]) for row in rows],
+        functools.partial(extractor.load_and_extract, clean_audio),
+        ids[rows],
         batch_size=size,
         n_jobs=params["n_jobs"],
     )
