@@ -66,8 +66,12 @@ def run_session(
     pipeline_name: str = "__default__",
     env: str | None = None,
     runtime_params: dict[str, Any] | None = None,
+    runner: Any = None,
 ) -> dict[str, Any]:
     """Runs one pipeline in a real ``KedroSession`` inside ``project``.
+
+    Args:
+        runner: A Kedro runner instance; ``SequentialRunner`` when None.
 
     Returns:
         What ``session.run`` returns (free outputs of the pipeline).
@@ -81,4 +85,4 @@ def run_session(
         ) as session,
     ):
         # kedro 1.7 deprecates ``pipeline_name`` in favour of ``pipeline_names``.
-        return session.run(pipeline_names=[pipeline_name])
+        return session.run(pipeline_names=[pipeline_name], runner=runner)

@@ -1,4 +1,5 @@
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -129,3 +130,31 @@ def test_empty_folder_fails_unless_allowed(tmp_path):
         AudioFolderDataset(path=str(tmp_path / "missing"), allow_empty=True).load()
         == {}
     )
+
+
+def test_folder_loaders_honour_load_args_and_pickle(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(), 16000)
+    folder = AudioFolderDataset(
+        path=str(tmp_path),
+        dataset={
+            "type": "multimodal_fusion.datasets.AudioDataset",
+            "load_args": {"dtype": "float64", "always_2d": True},
+        },
+    )
+    load = pickle.loads(pickle.dumps(folder.load()["a.wav"]))
+    clip = load()
+    assert clip.waveform.dtype == np.float64 and clip.waveform.shape == (4000, 1)
+
+
+def test_folder_with_filesystem_arguments_builds_each_clip_dataset(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(), 16000)
+    folder = AudioFolderDataset(path=str(tmp_path), fs_args={"auto_mkdir": False})
+    assert folder.load()["a.wav"]().sample_rate == 16000
+
+
+def test_folder_clip_removed_after_listing_names_the_file(tmp_path):
+    sf.write(tmp_path / "gone.wav", _tone(), 16000)
+    clips = AudioFolderDataset(path=str(tmp_path)).load()
+    (tmp_path / "gone.wav").unlink()
+    with pytest.raises(FileNotFoundError, match="gone.wav"):
+        clips["gone.wav"]()
