@@ -53,10 +53,16 @@ AUDIO_NODES = (
 # --- measurements, each in its own process ---------------------------------
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"rss_main_mb": round(main, 1), "rss_workers_mb": round(workers, 1)}
+def _usage() -> dict[str, float]:
+    """Peak RSS (MB) of this process and of its largest child, and CPU seconds
+    of both (user + system)."""
+    main = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "rss_main_mb": round(main.ru_maxrss / 1024, 1),
+        "rss_workers_mb": round(workers.ru_maxrss / 1024, 1),
+        "cpu_s": main.ru_utime + main.ru_stime + workers.ru_utime + workers.ru_stime,
+    }
 
 
 def measure_naive(folder: str) -> dict:
@@ -79,10 +85,14 @@ def measure_naive(folder: str) -> dict:
     files = sorted(Path(folder).rglob("*.wav"))
     for path in files[:20]:  # warm-up: imports and first-call costs
         features(path)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _usage()["cpu_s"]
     for path in files:
         features(path)
-    return {"clips": len(files), "seconds": time.perf_counter() - start}
+    return {
+        "clips": len(files),
+        "seconds": time.perf_counter() - start,
+        "cpu_s": _usage()["cpu_s"] - cpu,
+    }
 
 
 def _parameters(env: str | None) -> dict:
@@ -126,6 +136,7 @@ def measure_project(
     )
     pipeline = create_pipeline()
     seconds = {}
+    cpu = _usage()["cpu_s"]
     try:
         for name in nodes:
             start = time.perf_counter()
@@ -133,7 +144,12 @@ def measure_project(
             seconds[name] = time.perf_counter() - start
     finally:
         shutil.rmtree(out)
-    return {"clips": len(ids), "seconds": sum(seconds.values()), "nodes": seconds}
+    return {
+        "clips": len(ids),
+        "seconds": sum(seconds.values()),
+        "nodes": seconds,
+        "cpu_s": _usage()["cpu_s"] - cpu,
+    }
 
 
 def measure_text(n: int) -> dict:
@@ -204,7 +220,8 @@ def _child(args: argparse.Namespace) -> None:
         result = measure_text(args.n)
     else:
         result = measure_project(args.folder, args.env, args.nodes, args.n_jobs)
-    print(json.dumps({**result, **_peak_rss_mb()}))
+    usage = _usage()
+    print(json.dumps({**usage, **result}))
 
 
 # --- orchestration -------------------------------------------------------------
@@ -274,68 +291,71 @@ def _mb_main(result: dict) -> str:
     return f"peak RSS {result['rss_main_mb']:.0f} MB"
 
 
+def _rate(runs: list[dict]) -> tuple[float, str]:
+    """Median clips/s over runs, and every run's figure."""
+    rates = [r["clips"] / r["seconds"] for r in runs]
+    return statistics.median(rates), ", ".join(f"{x:.0f}" for x in rates)
+
+
+def _cpu(runs: list[dict]) -> str:
+    per_clip = statistics.median(1e6 * r["cpu_s"] / r["clips"] for r in runs)
+    return f"CPU {per_clip:.0f} us/clip"
+
+
 def compare_on_fsdd(args: argparse.Namespace, workdir: Path) -> None:
-    folder, env = FSDD / "recordings", "fsdd"
+    folder = FSDD / "recordings"
     if not folder.is_dir():
-        print(f"({FSDD} absent: 3000 generated 8 kHz clips instead)")
-        folder, env = generate_clips(workdir / "fsdd-like", 3000), "fsdd"
+        print(f"({FSDD} absent: {args.clips} generated 8 kHz clips instead)")
+        folder = generate_clips(workdir / f"fsdd-like-{args.clips}", args.clips)
+    elif args.clips < 3000:
+        folder = _subset(folder, workdir / f"fsdd-{args.clips}", args.clips)
     print(f"== FSDD: {folder} ({args.repeats} alternating repeats, medians) ==")
-    runs: dict[str, list[dict]] = {"naive": [], "project": [], "one": [], "16k": []}
-    extract = ["extract_audio_features"]
+    variants = {
+        "project": ["--env", "fsdd"],
+        "one process": ["--env", "fsdd", "--n-jobs", "1"],
+        "16 kHz": [],  # base parameters: every 8 kHz clip is resampled
+    }
+    runs: dict[str, list[dict]] = {"naive": [], **{k: [] for k in variants}}
     for _ in range(args.repeats):
         runs["naive"].append(_run("--measure", "naive", "--folder", str(folder)))
-        for key, extra in (
-            ("project", ["--env", env]),
-            ("one", ["--env", env, "--n-jobs", "1"]),
-            ("16k", []),  # base parameters: 16 kHz, every clip resampled
-        ):
+        for key, extra in variants.items():
             runs[key].append(
-                _run(
-                    "--measure",
-                    "project",
-                    "--folder",
-                    str(folder),
-                    *extra,
-                    "--nodes",
-                    *extract,
-                )
+                _run("--measure", "project", "--folder", str(folder), *extra)
             )
-    rate = {
-        k: statistics.median(r["clips"] / r["seconds"] for r in v)
-        for k, v in runs.items()
-    }
-    spread = {
-        k: ", ".join(f"{r['clips'] / r['seconds']:.0f}" for r in v)
-        for k, v in runs.items()
-    }
+    rate = {key: _rate(r) for key, r in runs.items()}
+    naive = rate["naive"][0]
     clips = runs["naive"][0]["clips"]
-    print(f"naive: {rate['naive']:.0f} clips/s")
+    print(f"naive: {naive:.0f} clips/s")
     print(
         f"  librosa.load(sr=16000) + mfcc + delta, one process, {clips} clips; "
-        f"runs: {spread['naive']} clips/s; {_mb_main(runs['naive'][-1])}"
+        f"runs: {rate['naive'][1]}; {_cpu(runs['naive'])}; "
+        f"{_mb_main(runs['naive'][-1])}"
     )
-    print(f"project: {rate['project']:.0f} clips/s")
+    print(f"project: {rate['project'][0]:.0f} clips/s")
     print(
-        f"  extract_audio_features node, {args.jobs_label}, fsdd parameters (8 kHz "
-        f"as recorded: no resampling), decode + log-mel frames + pooled MFCC/delta "
-        f"statistics, streamed to disk; runs: {spread['project']} clips/s; "
-        f"{_mb(runs['project'][-1])}"
+        f"  extract_audio_features node over AudioFolderDataset's lazy clips, "
+        f"streamed to an ArrayFolderDataset by SequentialRunner; {args.jobs_label}; "
+        f"fsdd parameters (8 kHz as recorded: no resampling); runs: "
+        f"{rate['project'][1]}; {_cpu(runs['project'])}; {_mb(runs['project'][-1])}"
     )
-    print(f"speedup: {rate['project'] / rate['naive']:.1f}x")
-    print(
-        f"  same node, one process: {rate['one']:.0f} clips/s "
-        f"({rate['one'] / rate['naive']:.1f}x naive); runs: {spread['one']}"
-    )
-    print(
-        f"  same node, base parameters (16 kHz: every clip resampled, as the naive "
-        f"loop does): {rate['16k']:.0f} clips/s ({rate['16k'] / rate['naive']:.1f}x "
-        f"naive); runs: {spread['16k']}"
-    )
+    print(f"speedup: {rate['project'][0] / naive:.1f}x")
+    for key, label in (
+        ("one process", "n_jobs=1"),
+        ("16 kHz", "base parameters, 16 kHz: every clip resampled like the naive loop"),
+    ):
+        print(
+            f"  same node, {label}: {rate[key][0]:.0f} clips/s "
+            f"({rate[key][0] / naive:.1f}x naive); runs: {rate[key][1]}; "
+            f"{_cpu(runs[key])}"
+        )
 
 
 def scaling(args: argparse.Namespace, workdir: Path) -> None:
     largest = max(args.sizes)
-    print("== Scaling: generated 8 kHz clips, 0.3-1.0 s, base parameters ==")
+    print(
+        "== Scaling: generated 8 kHz clips of 0.3-1.0 s, base parameters (16 kHz), "
+        "extract + fit standardizer + standardise =="
+    )
     source = generate_clips(workdir / f"generated-{largest}", largest)
     results = {}
     for n in sorted(args.sizes):
@@ -344,28 +364,29 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
             "--measure", "project", "--folder", str(folder), "--nodes", *AUDIO_NODES
         )
         results[n] = result
-        nodes = result["nodes"]
-        rate = n / result["seconds"]
+        seconds = result["nodes"]
         print(
-            f"clips={n}: {result['seconds']:.2f} s ({rate:.0f} clips/s; "
-            f"extract {nodes['extract_audio_features']:.2f} s, fit "
-            f"{nodes['fit_audio_standardizer']:.2f} s, standardise "
-            f"{nodes['standardize_audio_features']:.2f} s); {_mb(result)}"
+            f"clips={n}: {result['seconds']:.2f} s ({n / result['seconds']:.0f} "
+            f"clips/s; extract {seconds['extract_audio_features']:.2f} s, fit "
+            f"{seconds['fit_audio_standardizer']:.2f} s, standardise "
+            f"{seconds['standardize_audio_features']:.2f} s); {_cpu([result])}; "
+            f"{_mb(result)}"
         )
     smallest = min(results)
-    per_clip = {n: r["seconds"] / n for n, r in results.items()}
-    extract = {n: r["nodes"]["extract_audio_features"] / n for n, r in results.items()}
+
+    def per_clip(key: str) -> float:
+        return (results[largest][key] / largest) / (results[smallest][key] / smallest)
+
     print(
-        f"time per clip at {largest} vs {smallest}: "
-        f"{per_clip[largest] / per_clip[smallest]:.2f}x (all three nodes), "
-        f"{extract[largest] / extract[smallest]:.2f}x (extraction)"
+        f"time per clip, {largest} vs {smallest} clips: {per_clip('seconds'):.2f}x "
+        f"wall, {per_clip('cpu_s'):.2f}x CPU (1.00 = linear)"
     )
     growth = {
         k: results[largest][k] - results[smallest][k]
         for k in ("rss_main_mb", "rss_workers_mb")
     }
     print(
-        f"peak RSS growth {smallest} -> {largest} clips: "
+        f"peak RSS growth, {smallest} -> {largest} clips: "
         f"{growth['rss_main_mb']:+.0f} MB main, {growth['rss_workers_mb']:+.0f} MB "
         "largest worker"
     )
@@ -386,6 +407,9 @@ def text(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--clips", type=int, default=3000, help="FSDD clips compared (at most 3000)"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument(
@@ -401,7 +425,7 @@ def main() -> None:
     parser.add_argument("--measure", choices=["naive", "project", "text"])
     parser.add_argument("--folder")
     parser.add_argument("--env")
-    parser.add_argument("--nodes", nargs="*", default=list(AUDIO_NODES))
+    parser.add_argument("--nodes", nargs="*", default=["extract_audio_features"])
     parser.add_argument("--n-jobs", type=int)
     parser.add_argument("--n", type=int)
     args = parser.parse_args()
