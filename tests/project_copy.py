@@ -68,10 +68,12 @@ def run_session(
     pipeline_name: str = "__default__",
     env: str | None = None,
     runtime_params: dict[str, Any] | None = None,
+    runner: Any = None,
     **run_args: Any,
 ) -> dict[str, Any]:
     """Runs one pipeline in a real ``KedroSession`` inside ``project``.
 
+    ``runner`` is a Kedro runner instance (``SequentialRunner`` when None);
     ``run_args`` go to ``session.run`` (``only_missing_outputs``,
     ``from_nodes``, ...), as the ``kedro run`` options of the same names.
 
@@ -87,7 +89,7 @@ def run_session(
         ) as session,
     ):
         # kedro 1.7 deprecates ``pipeline_name`` in favour of ``pipeline_names``.
-        return session.run(pipeline_names=[pipeline_name], **run_args)
+        return session.run(pipeline_names=[pipeline_name], runner=runner, **run_args)
 
 
 class LogCapture(logging.Handler):

@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from kedro.framework.project import pipelines
+from kedro.runner import ParallelRunner
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
 from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
@@ -361,6 +363,32 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
     with capture_logs() as log:
         run_session(project, pipeline_name="__default__", only_missing_outputs=True)
     assert "(all persistent outputs exist)" in log.text
+
+
+# --- runners -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_parallel_runner_gives_the_sequential_metrics_and_features(
+    toy_project, tmp_path, monkeypatch
+):
+    project = copy_project(tmp_path / "project")
+    write_toy_dataset(project / "data/01_raw", n=TOY_N)
+    # This process has initialised TensorFlow (toy_project), which forked
+    # workers cannot use: start them fresh, as Kedro documents. `kedro run
+    # --runner ParallelRunner` needs no such setting (TF loads in workers only).
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
+    run_session(project, runner=ParallelRunner())
+
+    parallel = _latest_json(project, f"{REPORTING}/metrics.json")
+    sequential = _latest_json(toy_project, f"{REPORTING}/metrics.json")
+    assert _without_timing(parallel) == _without_timing(sequential)
+    for name in ("raw_audio_features", "audio_features"):
+        files = sorted((toy_project / "data/04_feature" / name).glob("*.npy"))
+        assert len(files) == 5, name
+        for file in files:
+            other = project / "data/04_feature" / name / file.name
+            np.testing.assert_array_equal(np.load(other), np.load(file), file.name)
 
 
 # --- demo_data then __default__ -----------------------------------------------

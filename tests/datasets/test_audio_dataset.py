@@ -1,4 +1,5 @@
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -217,3 +218,31 @@ def test_folder_save_is_lazy_and_marks_an_unfinished_save(tmp_path):
     (tmp_path / "out" / SAVING_MARKER).touch()  # as if a save was interrupted
     assert not folder.exists()
     assert sorted(folder.load()) == ["a", "b"]  # the marker is no partition
+
+
+def test_folder_loaders_honour_load_args_and_pickle(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(), 16000)
+    folder = AudioFolderDataset(
+        path=str(tmp_path),
+        dataset={
+            "type": "multimodal_fusion.datasets.AudioDataset",
+            "load_args": {"dtype": "float64", "always_2d": True},
+        },
+    )
+    load = pickle.loads(pickle.dumps(folder.load()["a.wav"]))
+    clip = load()
+    assert clip.waveform.dtype == np.float64 and clip.waveform.shape == (4000, 1)
+
+
+def test_folder_with_filesystem_arguments_builds_each_clip_dataset(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(), 16000)
+    folder = AudioFolderDataset(path=str(tmp_path), fs_args={"auto_mkdir": False})
+    assert folder.load()["a.wav"]().sample_rate == 16000
+
+
+def test_folder_clip_removed_after_listing_names_the_file(tmp_path):
+    sf.write(tmp_path / "gone.wav", _tone(), 16000)
+    clips = AudioFolderDataset(path=str(tmp_path)).load()
+    (tmp_path / "gone.wav").unlink()
+    with pytest.raises(DatasetError, match="gone.wav"):
+        clips["gone.wav"]()

@@ -1,11 +1,14 @@
 """Custom Kedro datasets of the project."""
 
+from .array_folder_dataset import ArrayChunk, ArrayFolderDataset
 from .audio_dataset import AudioClip, AudioDataset, AudioInfo
 from .audio_folder_dataset import AudioFolderDataset, AudioSource
 from .tolerant_csv_dataset import TolerantCSVDataset
 from .version_history_dataset import VersionHistoryDataset
 
 __all__ = [
+    "ArrayChunk",
+    "ArrayFolderDataset",
     "AudioClip",
     "AudioDataset",
     "AudioFolderDataset",

@@ -113,6 +113,27 @@ def _decode_error(path: str, err: Exception, decoded: int = 0) -> AudioDecodeErr
     )
 
 
+def read_clip(
+    source: Any, *, load_args: dict[str, Any], name: str | None = None
+) -> AudioClip:
+    """Decodes a local path (libsndfile's own I/O: 2-3x faster than through a
+    Python file object) or an open file with ``soundfile.read(**load_args)``.
+
+    Raises:
+        FileNotFoundError: when there is no file at the path.
+        AudioDecodeError: naming the file and the defect, when libsndfile
+            cannot decode it.
+    """
+    name = name or source
+    if isinstance(source, str) and not os.path.isfile(source):
+        raise FileNotFoundError(f"No audio file at '{name}'")
+    try:
+        waveform, sample_rate = sf.read(source, **load_args)
+    except _DECODE_ERRORS as err:
+        raise _decode_error(name, err) from err
+    return AudioClip(waveform, int(sample_rate))
+
+
 _FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
 _FORMATS_BY_SUFFIX[".oga"] = "OGG"
 
@@ -232,12 +253,10 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
 
     def load(self) -> AudioClip:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        if self._protocol == "file":
+            return read_clip(load_path, load_args=self._load_args)
         with self._open(load_path) as fs_file:
-            try:
-                waveform, sample_rate = sf.read(fs_file, **self._load_args)
-            except _DECODE_ERRORS as err:
-                raise _decode_error(load_path, err) from err
-        return AudioClip(waveform, int(sample_rate))
+            return read_clip(fs_file, load_args=self._load_args, name=load_path)
 
     def info(self) -> AudioInfo:
         """Reads the header only (rate, channels, frames, format): cheap for any

@@ -1,7 +1,16 @@
+import librosa
 import numpy as np
 import pandas as pd
+import pytest
+import soundfile as sf
+from kedro.io import MemoryDataset
 
-from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.datasets import (
+    ArrayFolderDataset,
+    AudioClip,
+    AudioFolderDataset,
+)
+from multimodal_fusion.pipelines.feature_extraction import nodes
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     extract_audio_features,
     featurize_texts,
@@ -17,7 +26,10 @@ AUDIO = {
     "max_frames": 50,
     "n_mfcc": 20,
     "n_segments": 4,
+    "n_jobs": 1,
+    "batch_size": 2,
 }
+RATE = 16000
 
 
 def _contacts():
@@ -32,9 +44,9 @@ def _contacts():
     )
 
 
-def _clip(freq, seconds=0.8):
-    t = np.arange(int(16000 * seconds)) / 16000
-    return AudioClip((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+def _clip(freq, seconds=0.8, rate=RATE):
+    t = np.arange(int(rate * seconds)) / rate
+    return AudioClip((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
 
 
 def _loaders(clips):
@@ -61,7 +73,26 @@ def test_text_vocabulary_comes_from_the_training_split_only():
     assert features["present"].tolist() == [True, True, True, False]
 
 
-def test_audio_features_cover_every_contact_and_only_load_its_clips():
+def _stream(chunks, path):
+    """Saves a generator node's chunks as the catalog would, then loads them."""
+    dataset = ArrayFolderDataset(path=path)
+    for chunk in chunks:
+        dataset.save(chunk)
+    return dataset.load()
+
+
+def _extract(tmp_path, contacts, loaders, **params):
+    chunks = extract_audio_features(contacts, loaders, {**AUDIO, **params}, RATE)
+    return _stream(chunks, tmp_path / "raw_audio_features")
+
+
+def _standardize(tmp_path, contacts, raw):
+    standardizer = fit_audio_standardizer(contacts, raw)
+    chunks = standardize_audio_features(raw, standardizer)
+    return standardizer, _stream(chunks, tmp_path / "audio_features")
+
+
+def test_audio_features_cover_every_contact_and_only_load_its_clips(tmp_path):
     clips = {
         "a": _clip(300),
         "c": _clip(900, seconds=2.0),
@@ -69,47 +100,122 @@ def test_audio_features_cover_every_contact_and_only_load_its_clips():
         "x": _clip(1),
     }
     loaders, loaded = _loaders(clips)
-    features = extract_audio_features(_contacts(), loaders, AUDIO)
+    features = _extract(tmp_path, _contacts(), loaders)
     assert sorted(loaded) == ["a", "c", "d"]
+    assert features["ids"].tolist() == ["a", "b", "c", "d"]
     assert features["pooled"].shape == (4, 280)
-    assert features["frames"].shape == (4, 50, 40)  # capped at max_frames
-    assert features["n_frames"].tolist() == [50, 0, 50, 50]
-    assert not features["pooled"][1].any() and not features["frames"][1].any()
+    assert features["n_frames"].tolist() == [50, 0, 50, 50]  # capped at max_frames
+    assert features["frames"].shape == (150, 40)  # the kept frames, stacked
+    assert not features["pooled"][1].any()
     assert not np.allclose(features["pooled"][0], features["pooled"][2])
 
 
-def test_frames_are_as_long_as_the_longest_clip():
+def test_standardised_frames_are_as_long_as_the_longest_clip(tmp_path):
     clips = {"a": _clip(300, 0.2), "c": _clip(900, 0.3), "d": _clip(500, 0.1)}
-    features = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO)
-    assert features["n_frames"].tolist() == [21, 0, 31, 11]
+    raw = _extract(tmp_path, _contacts(), _loaders(clips)[0])
+    assert raw["n_frames"].tolist() == [21, 0, 31, 11]
+    _, features = _standardize(tmp_path, _contacts(), raw)
     assert features["frames"].shape == (4, 31, 40)
     assert not features["frames"][0, 21:].any()
+    assert not features["frames"][1].any()
+    assert features["ids"].tolist() == ["a", "b", "c", "d"]
+    assert features["present"].tolist() == [True, False, True, True]
 
 
-def test_standardizer_is_fit_on_training_clips_and_leaves_padding_zero():
+def test_standardizer_is_fit_on_training_clips_and_leaves_padding_zero(tmp_path):
     clips = {"a": _clip(300, 0.2), "c": _clip(900, 0.3), "d": _clip(500, 0.1)}
-    features = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO)
-    standardizer = fit_audio_standardizer(_contacts(), features)
-    train = features["pooled"][[0, 3]]
+    raw = _extract(tmp_path, _contacts(), _loaders(clips)[0])
+    standardizer, scaled = _standardize(tmp_path, _contacts(), raw)
+    train = raw["pooled"][[0, 3]]
     np.testing.assert_allclose(standardizer.pooled_mean_, train.mean(axis=0), rtol=1e-5)
-    train_frames = np.concatenate(
-        [features["frames"][0, :21], features["frames"][3, :11]]
-    )
+    # Training frames: clip a (rows 0-20) and clip d (the last 11 of 63 rows).
+    train_frames = np.concatenate([raw["frames"][:21], raw["frames"][52:]])
     np.testing.assert_allclose(
         standardizer.frame_mean_, train_frames.mean(0), rtol=1e-4
     )
-    scaled = standardize_audio_features(features, standardizer)
+    assert standardizer.n_clips_seen_ == 2 and standardizer.n_frames_seen_ == 32
     assert not scaled["pooled"][1].any()
     assert not scaled["frames"][0, 21:].any()
     np.testing.assert_allclose(scaled["pooled"][[0, 3]].mean(axis=0), 0, atol=1e-4)
 
 
-def test_no_audio_at_all_gives_zero_width_features():
+def test_no_audio_at_all_gives_zero_width_features(tmp_path):
     contacts = _contacts().assign(has_audio=False)
-    features = extract_audio_features(contacts, {}, AUDIO)
+    features = _extract(tmp_path, contacts, {})
     assert features["pooled"].shape == (4, 0)
-    assert features["frames"].shape == (4, 0, 40)
-    scaled = standardize_audio_features(
-        features, fit_audio_standardizer(contacts, features)
-    )
+    assert features["frames"].shape == (0, 40)
+    _, scaled = _standardize(tmp_path, contacts, features)
     assert scaled["pooled"].shape == (4, 0)
+    assert scaled["frames"].shape == (4, 0, 40)
+
+
+def test_clips_at_another_rate_are_resampled_to_the_processing_rate(tmp_path):
+    slow = _clip(300, rate=8000)
+    resampled = librosa.resample(
+        slow.waveform, orig_sr=8000, target_sr=RATE, res_type="soxr_hq"
+    )
+    clips = {"a": _clip(300), "c": slow, "d": _clip(500)}
+    features = _extract(tmp_path / "a", _contacts(), _loaders(clips)[0])
+    clips["c"] = AudioClip(resampled, RATE)
+    expected = _extract(tmp_path / "b", _contacts(), _loaders(clips)[0])
+    np.testing.assert_allclose(features["pooled"], expected["pooled"], atol=1e-4)
+    np.testing.assert_allclose(features["frames"], expected["frames"], atol=1e-3)
+
+
+def test_a_contact_without_its_clip_is_named(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"1 contacts .* no clip in clean_audio \(first: c\)"
+    ):
+        _extract(tmp_path, _contacts(), _loaders({"a": _clip(300), "d": _clip(9)})[0])
+
+
+def test_an_undecodable_clip_is_named(tmp_path):
+    def broken():
+        raise RuntimeError("truncated FLAC stream")
+
+    loaders = {"a": lambda: _clip(300), "c": broken, "d": lambda: _clip(500)}
+    with pytest.raises(ValueError, match="contact 'c': truncated FLAC"):
+        _extract(tmp_path, _contacts(), loaders)
+
+
+def test_features_kept_only_as_the_last_chunk_are_refused(monkeypatch):
+    monkeypatch.setattr(nodes, "BLOCK_BYTES", 1)  # a chunk per batch of 2 clips
+    clips = {"a": _clip(300), "c": _clip(900), "d": _clip(500)}
+    memory = MemoryDataset()  # what an undeclared dataset does with chunks
+    chunks = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO, RATE)
+    for chunk in chunks:
+        memory.save(chunk.arrays)
+    assert memory.load()["ids"].tolist() == ["d"]
+    with pytest.raises(ValueError, match="declare it in the catalog"):
+        fit_audio_standardizer(_contacts(), memory.load())
+
+
+def _write_clips(folder, n, seed=0):
+    """``n`` real WAV clips of varied length, rate and channels."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(n):
+        rate = (16000, 8000)[i % 2]
+        samples = int(rate * rng.uniform(0.05, 1.5))
+        wave = 0.1 * rng.standard_normal((samples, 1 + i % 3 // 2))
+        sf.write(folder / f"c{i:03d}.wav", wave.astype(np.float32), rate)
+    return folder
+
+
+def test_parallel_features_equal_the_single_process_features(tmp_path, monkeypatch):
+    monkeypatch.setattr(nodes, "BLOCK_BYTES", 20_000)  # several chunks
+    loaders = AudioFolderDataset(path=str(_write_clips(tmp_path / "audio", 23))).load()
+    contacts = pd.DataFrame(
+        {"id": sorted(loaders), "split": "train", "has_audio": True}
+    )
+    contacts.loc[[3, 10], "has_audio"] = False
+    single = _extract(tmp_path / "single", contacts, loaders, n_jobs=1, batch_size=4)
+    parallel = _extract(tmp_path / "pool", contacts, loaders, n_jobs=2, batch_size=4)
+    assert (
+        set(single)
+        == set(parallel)
+        == {"ids", "present", "n_frames", "pooled", "frames"}
+    )
+    for key in single:
+        np.testing.assert_array_equal(parallel[key], single[key], err_msg=key)
+    assert single["frames"].shape[0] == single["n_frames"].sum() > 0

@@ -8,8 +8,9 @@ matrices, and ``present`` (whether the row has that modality).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,14 +18,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from multimodal_fusion.audio_features import (
+    AudioFeatureExtractor,
     AudioStandardizer,
-    log_mel,
-    pooled_statistics,
+    FeatureBatch,
+    pad_frames,
 )
-from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.datasets import ArrayChunk, AudioClip
+from multimodal_fusion.datasets.array_folder_dataset import read_rows
+from multimodal_fusion.parallel import map_batches
 from multimodal_fusion.text import TextFeaturizer
 
 logger = logging.getLogger(__name__)
+
+FEATURE_PARAMS = ("n_fft", "hop_length", "n_mels", "n_mfcc", "n_segments", "max_frames")
+# Frames held in memory per chunk written or block read (about).
+BLOCK_BYTES = 16 * 2**20
 
 
 def _train_rows(contacts: pd.DataFrame, flag: str) -> pd.Series:
@@ -70,73 +78,180 @@ def extract_audio_features(
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
     params: dict[str, Any],
-) -> dict[str, Any]:
-    """Log-mel frames and pooled statistics per contact, one clip at a time.
+    sample_rate: int,
+) -> Iterator[ArrayChunk]:
+    """Log-mel frames and pooled statistics of every contact, streamed in chunks.
+
+    Clips load lazily, in batches that ``n_jobs`` processes compute in parallel
+    (identical results for any ``n_jobs``); each batch's chunk is yielded, saved
+    by the catalog and released, so memory does not grow with the number of
+    clips. A progress bar shows clips/s and the time left.
 
     Args:
         contacts: Split contacts; rows without audio get zero features.
         clean_audio: Prepared clips by id, loaded lazily.
         params: ``n_fft``, ``hop_length``, ``n_mels``, ``max_frames``, ``n_mfcc``,
-            ``n_segments``.
+            ``n_segments`` (the features); ``n_jobs`` (processes, null for every
+            core) and ``batch_size`` (clips per batch).
+        sample_rate: Rate the clips were prepared at; others are resampled.
 
-    Returns:
-        ``{"ids", "pooled" (n × d), "frames" (n × t × n_mels), "n_frames",
-        "present"}``, float32, unscaled; ``t`` is the longest clip's frame count
-        capped at ``max_frames`` (0 when there is no audio).
+    Yields:
+        Chunks of consecutive contact rows with ``ids``, ``present``,
+        ``n_frames`` (frames kept, at most ``max_frames``), ``pooled`` (rows × d
+        float32, zero without audio; d = 0 when no contact has audio) and
+        ``frames``: the kept log-mel frames of the chunk's clips, stacked in row
+        order (``(sum(n_frames), n_mels)`` float32, unscaled).
     """
-    n = len(contacts)
-    present = contacts["has_audio"].to_numpy()
-    mels: dict[int, np.ndarray] = {}
-    pooled: dict[int, np.ndarray] = {}
-    for row in tqdm(
-        np.flatnonzero(present), desc="audio features", unit="clip", mininterval=2
-    ):
-        clip = clean_audio[contacts["id"].iat[row]]()
-        mel = log_mel(
-            clip.waveform,
-            sample_rate=clip.sample_rate,
-            n_fft=params["n_fft"],
-            hop_length=params["hop_length"],
-            n_mels=params["n_mels"],
+    ids = contacts["id"].to_numpy().astype(str)
+    present = contacts["has_audio"].to_numpy(dtype=bool)
+    rows = np.flatnonzero(present)
+    missing = sorted(set(ids[rows].tolist()) - set(clean_audio))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} contacts with has_audio have no clip in clean_audio "
+            f"(first: {', '.join(missing[:3])}). Re-run data_processing to rebuild "
+            "both."
         )
-        pooled[row] = pooled_statistics(
-            mel, n_mfcc=params["n_mfcc"], n_segments=params["n_segments"]
-        )
-        mels[row] = mel[: params["max_frames"]]
-    n_frames = np.zeros(n, np.int32)
-    for row, mel in mels.items():
-        n_frames[row] = len(mel)
-    frames = np.zeros((n, n_frames.max(initial=0), params["n_mels"]), np.float32)
-    pooled_matrix = np.zeros((n, len(next(iter(pooled.values()), []))), np.float32)
-    for row, mel in mels.items():
-        frames[row, : len(mel)] = mel
-        pooled_matrix[row] = pooled[row]
-    return {
-        "ids": contacts["id"].to_numpy(),
-        "pooled": pooled_matrix,
-        "frames": frames,
+    extractor = AudioFeatureExtractor(
+        sample_rate=sample_rate, **{key: params[key] for key in FEATURE_PARAMS}
+    )
+    chunk = functools.partial(
+        _feature_chunk,
+        ids,
+        present,
+        width=extractor.statistics.size if len(rows) else 0,
+        n_mels=extractor.n_mels,
+    )
+    if not len(rows):
+        yield chunk(range(len(ids)))
+        return
+    size = params["batch_size"]
+    batches = map_batches(
+        functools.partial(extractor.load_and_extract, clean_audio),
+        ids[rows],
+        batch_size=size,
+        n_jobs=params["n_jobs"],
+    )
+    done, pending = 0, []
+    with tqdm(
+        total=len(rows), desc="audio features", unit="clip", mininterval=2
+    ) as progress:
+        for start, batch in zip(range(0, len(rows), size), batches, strict=True):
+            pending.append((rows[start : start + size], batch))
+            progress.update(len(pending[-1][0]))
+            last = start + size >= len(rows)
+            if last or sum(b.frames.nbytes for _, b in pending) >= BLOCK_BYTES:
+                stop = len(ids) if last else pending[-1][0][-1] + 1
+                yield chunk(range(done, stop), _merge(pending))
+                done, pending = stop, []
+
+
+def _merge(
+    batches: list[tuple[np.ndarray, FeatureBatch]],
+) -> tuple[np.ndarray, FeatureBatch]:
+    """Consecutive ``(rows, features)`` batches as one."""
+    rows = np.concatenate([r for r, _ in batches])
+    parts = zip(*(features for _, features in batches), strict=True)
+    return rows, FeatureBatch(*(np.concatenate(part) for part in parts))
+
+
+def _feature_chunk(
+    ids: np.ndarray,
+    present: np.ndarray,
+    span: range,
+    batch: tuple[np.ndarray, FeatureBatch] | None = None,
+    *,
+    width: int,
+    n_mels: int,
+) -> ArrayChunk:
+    """Contact rows ``span``; ``batch`` holds the rows with audio and their
+    features."""
+    pooled = np.zeros((len(span), width), np.float32)
+    n_frames = np.zeros(len(span), np.int32)
+    frames = np.zeros((0, n_mels), np.float32)
+    if batch is not None:
+        rows, features = batch
+        pooled[rows - span.start] = features.pooled
+        n_frames[rows - span.start] = features.n_frames
+        frames = features.frames
+    arrays = {
+        "ids": ids[span.start : span.stop],
+        "present": present[span.start : span.stop],
         "n_frames": n_frames,
-        "present": present,
+        "pooled": pooled,
+        "frames": frames,
     }
+    return ArrayChunk(arrays, first=span.start == 0, last=span.stop == len(ids))
 
 
 def fit_audio_standardizer(
-    contacts: pd.DataFrame, audio_features: dict[str, Any]
+    contacts: pd.DataFrame, raw_audio_features: dict[str, Any]
 ) -> AudioStandardizer:
-    """Learns feature means and stds from the training clips only."""
+    """Learns feature means and stds from the training clips only, reading the
+    features block by block."""
+    _check_rows(contacts, raw_audio_features, "raw_audio_features")
     train = _train_rows(contacts, "has_audio").to_numpy()
-    return AudioStandardizer().fit(
-        audio_features["pooled"][train],
-        audio_features["frames"][train],
-        audio_features["n_frames"][train],
+    standardizer = AudioStandardizer().fit(
+        np.zeros((0, raw_audio_features["pooled"].shape[1])),
+        np.zeros((0, raw_audio_features["frames"].shape[1])),
     )
+    for start, stop, pooled, frames, n_frames in _blocks(raw_audio_features):
+        keep = train[start:stop]
+        standardizer.partial_fit(pooled[keep], frames[np.repeat(keep, n_frames)])
+    return standardizer
 
 
 def standardize_audio_features(
-    audio_features: dict[str, Any], standardizer: AudioStandardizer
-) -> dict[str, Any]:
-    """Standardised pooled statistics and frames; rows without audio stay zero."""
-    pooled, frames = standardizer.transform(
-        audio_features["pooled"], audio_features["frames"], audio_features["n_frames"]
+    raw_audio_features: dict[str, Any], standardizer: AudioStandardizer
+) -> Iterator[ArrayChunk]:
+    """Standardised pooled statistics and frames, streamed block by block.
+
+    Yields:
+        Chunks of consecutive rows of ``ids``, ``present``, ``n_frames``,
+        ``pooled`` (rows × d) and ``frames`` (rows × t × n_mels, zero-padded
+        beyond each clip's ``n_frames``; t is the longest clip's frame count),
+        float32; rows without audio stay zero.
+    """
+    n_frames = np.asarray(raw_audio_features["n_frames"])
+    width = int(n_frames.max(initial=0))
+    for start, stop, *block in _blocks(raw_audio_features, width):
+        pooled, frames = standardizer.transform(*block)
+        arrays = {
+            "ids": np.asarray(raw_audio_features["ids"][start:stop]),
+            "present": np.asarray(raw_audio_features["present"][start:stop]),
+            "n_frames": block[2],
+            "pooled": pooled,
+            "frames": pad_frames(frames, block[2], width),
+        }
+        yield ArrayChunk(arrays, first=start == 0, last=stop == len(n_frames))
+
+
+def _blocks(features: dict[str, Any], width: int | None = None):
+    """``(start, stop, pooled, frames, n_frames)`` of consecutive blocks of rows,
+    in memory, about ``BLOCK_BYTES`` of (padded) frames each; at least one."""
+    n_frames = np.asarray(features["n_frames"])
+    offsets = np.concatenate([[0], np.cumsum(n_frames, dtype=np.int64)])
+    row_bytes = (
+        4 * features["frames"].shape[1] * max(width or n_frames.max(initial=1), 1)
     )
-    return {**audio_features, "pooled": pooled, "frames": frames}
+    step = max(1, BLOCK_BYTES // row_bytes)
+    for start in range(0, max(len(n_frames), 1), step):
+        stop = min(start + step, len(n_frames))
+        yield (
+            start,
+            stop,
+            read_rows(features["pooled"], start, stop),
+            read_rows(features["frames"], offsets[start], offsets[stop]),
+            n_frames[start:stop],
+        )
+
+
+def _check_rows(contacts: pd.DataFrame, features: dict[str, Any], name: str) -> None:
+    ids = contacts["id"].to_numpy().astype(str)
+    if not np.array_equal(np.asarray(features["ids"]), ids):
+        raise ValueError(
+            f"{name} holds {len(features['ids'])} rows for {len(ids)} contacts, or "
+            "in another order. A generator node writes it chunk by chunk: declare "
+            "it in the catalog as an ArrayFolderDataset (a MemoryDataset keeps only "
+            "the last chunk) and re-run extract_audio_features."
+        )

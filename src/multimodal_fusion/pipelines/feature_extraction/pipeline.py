@@ -28,7 +28,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 extract_audio_features,
-                ["contacts", "clean_audio", "params:feature_extraction.audio"],
+                [
+                    "contacts",
+                    "clean_audio",
+                    "params:feature_extraction.audio",
+                    "params:data_processing.audio.sample_rate",
+                ],
                 "raw_audio_features",
                 name="extract_audio_features",
             ),
