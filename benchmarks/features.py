@@ -265,13 +265,14 @@ def generate_clips(folder: Path, n: int, seed: int = 0) -> Path:
 
 
 def _subset(source: Path, folder: Path, n: int) -> Path:
-    """A folder of symlinks to the first ``n`` clips of ``source``."""
+    """A folder with copies of the first ``n`` clips of ``source`` (copies, not
+    symlinks: the audio folder refuses links that lead outside it)."""
     if (folder / f".complete-{n}").exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for path in sorted(source.glob("*.wav"))[:n]:
-        (folder / path.name).symlink_to(path)
+        shutil.copyfile(path, folder / path.name)
     (folder / f".complete-{n}").touch()
     return folder
 
