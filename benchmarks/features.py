@@ -267,13 +267,13 @@ def generate_clips(folder: Path, n: int, seed: int = 0) -> Path:
 def _subset(source: Path, folder: Path, n: int) -> Path:
     """A folder with copies of the first ``n`` clips of ``source`` (copies, not
     symlinks: the audio folder refuses links that lead outside it)."""
-    if (folder / f".complete-{n}").exists():
+    if (folder / f".copies-{n}").exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for path in sorted(source.glob("*.wav"))[:n]:
         shutil.copyfile(path, folder / path.name)
-    (folder / f".complete-{n}").touch()
+    (folder / f".copies-{n}").touch()
     return folder
 
 
