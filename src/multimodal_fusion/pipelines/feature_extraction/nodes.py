@@ -1,6 +1,6 @@
-"""Per-modality features: TF-IDF for text, log-mel frames and pooled statistics
-for audio. Everything learned from data (vocabulary, idf, scalers) is fit on the
-training split only.
+"""Per-modality features: TF-IDF and token-id sequences for text, log-mel frames
+and pooled statistics for audio. Everything learned from data (vocabularies, idf,
+scalers) is fit on the training split only.
 
 Feature sets are dicts aligned with ``contacts`` row by row: ``ids``, the feature
 matrices, and ``present`` (whether the row has that modality).
@@ -22,7 +22,7 @@ from multimodal_fusion.audio_features import (
     pooled_statistics,
 )
 from multimodal_fusion.datasets import AudioClip
-from multimodal_fusion.text import TextFeaturizer
+from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,45 @@ def featurize_texts(
     return {
         "ids": contacts["id"].to_numpy(),
         "tfidf": featurizer.transform(contacts["text"].where(contacts["has_text"], "")),
+        "present": contacts["has_text"].to_numpy(),
+    }
+
+
+def fit_token_vocabulary(
+    contacts: pd.DataFrame, params: dict[str, Any]
+) -> TokenVocabulary:
+    """Fits the word vocabulary of the sequence models on the training texts.
+
+    Args:
+        contacts: Split contacts.
+        params: ``TokenVocabulary`` hyperparameters.
+
+    Returns:
+        The fitted vocabulary (empty when no training row has text).
+    """
+    texts = contacts.loc[_train_rows(contacts, "has_text"), "text"]
+    vocabulary = TokenVocabulary(**params).fit(texts)
+    logger.info(
+        "Token vocabulary: %d words, sequences of %d tokens",
+        len(vocabulary.vocabulary_),
+        vocabulary.length_,
+    )
+    return vocabulary
+
+
+def tokenize_texts(
+    contacts: pd.DataFrame, vocabulary: TokenVocabulary
+) -> dict[str, Any]:
+    """Padded token ids for every contact (all padding where text is missing).
+
+    Returns:
+        ``{"ids", "tokens" (int32, n × length), "present"}``.
+    """
+    return {
+        "ids": contacts["id"].to_numpy(),
+        "tokens": vocabulary.transform(
+            contacts["text"].where(contacts["has_text"], "")
+        ),
         "present": contacts["has_text"].to_numpy(),
     }
 

@@ -31,7 +31,7 @@ def collect_metrics(
     alignment_metrics: dict[str, Any],
     **variant_metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """One key per model variant, plus alignment, data counts and the verdict.
+    """One key per model variant, plus alignments, data counts and the verdict.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
@@ -169,12 +169,13 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             f"gain {metrics['fusion_gain_macro_f1']:+.3f} on the test split."
         )
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
-    alignment = metrics["alignment"]
-    if alignment["status"] == "evaluated":
+    for name, alignment in metrics["alignment"].items():
+        if alignment["status"] != "evaluated":
+            continue
         recall = alignment["text_to_audio"]
         lines += [
             "",
-            f"CCA alignment ({alignment['n_components']} dims, "
+            f"{name} ({alignment['method']}, {alignment['n_components']} dims, "
             f"{alignment['n_pairs']} test pairs), text→audio retrieval: "
             + ", ".join(
                 f"{k} {v['model']:.3f} (random {v['random']:.3f})"
