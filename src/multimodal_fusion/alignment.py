@@ -84,8 +84,8 @@ class CCAAlignment:
         """Both modalities in the common space, ``(n, n_components_)`` each."""
         text, audio = inputs["text"], inputs["audio"]
         n_rows = text.shape[0]
-        if self.n_components_ < 1:
-            empty = np.zeros((n_rows, 0), np.float32)
+        if self.n_components_ < 1 or n_rows == 0:
+            empty = np.zeros((n_rows, self.n_components_), np.float32)
             return empty, empty
         text_z, audio_z = self.cca_.transform(
             self.text_reducer_.transform(text), self.audio_reducer_.transform(audio)
@@ -281,8 +281,8 @@ class ContrastiveAlignment(KerasPickleMixin):
     def transform(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Both modalities in the common space, ``(n, n_components_)`` each."""
         n_rows = inputs["text"].shape[0]
-        if not self.n_components_:
-            empty = np.zeros((n_rows, 0), np.float32)
+        if not self.n_components_ or n_rows == 0:
+            empty = np.zeros((n_rows, self.n_components_), np.float32)
             return empty, empty
         selected = self._select(inputs)
         text_z = self.text_tower_.predict(

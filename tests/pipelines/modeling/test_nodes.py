@@ -41,8 +41,8 @@ MLP = {
     "fusion_dropout": 0.1,
     "learning_rate": 0.01,
     "batch_size": 32,
-    "epochs": 40,
-    "patience": 5,
+    "epochs": 30,
+    "patience": 4,
     "conv_channels": [16],
     "conv_kernel": 3,
     "attention_dim": 16,
@@ -197,12 +197,12 @@ def test_training_is_deterministic_and_survives_pickling():
 def test_robust_models_unpickle_in_a_fresh_process(tmp_path):
     """Custom layers (modality dropout, SpecAugment, gates, attention) and the
     adversarial training step load again without importing them first."""
-    inputs = _problem(n=120)
+    inputs = _problem(n=40)
     params = {
         **MLP,
         "modalities": ["text", "audio"],
         "fusion": "attention",
-        "epochs": 2,
+        "epochs": 1,
         "modality_dropout": 0.3,
         "spec_augment": {"time_masks": 1, "freq_masks": 1},
         "adversarial": {"method": "fgsm", "epsilon": 0.05},
@@ -234,7 +234,8 @@ def test_adversarial_examples_raise_the_loss_within_the_budget(adversarial):
 
     inputs = _problem(n=120)
     params = {**MLP, "modalities": ["text", "audio"], "audio_frames": False}
-    model = train_classifier(inputs, {**params, "adversarial": adversarial}, 0)
+    params = {**params, "epochs": 4, "adversarial": adversarial}
+    model = train_classifier(inputs, params, 0)
     assert model.epochs_ >= 1
     network = model.model_
     x = {k: tf.constant(v) for k, v in model._select(inputs["val"]["inputs"]).items()}
@@ -474,6 +475,8 @@ def test_alignments_retrieve_pairs_far_above_chance(params):
     aligned = align_inputs(inputs, alignment)
     dims = alignment.n_components_
     assert aligned["test"]["inputs"]["text"].shape == (100, dims)
+    none = {k: v[:0] for k, v in inputs["test"]["inputs"].items()}
+    assert alignment.transform(none)[1].shape == (0, dims)
     metrics = evaluate_alignment(aligned, alignment, [1, 5])
     assert metrics["method"] == params["method"]
     assert metrics["status"] == "evaluated" and metrics["n_pairs"] == 100
@@ -492,6 +495,8 @@ def test_alignment_without_pairs_learns_nothing(alignment):
         {"text": np.ones((4, 5)), "audio": np.ones((4, 3))}
     )
     assert text_z.shape == audio_z.shape == (4, 0)
+    text_z, _ = alignment.transform({"text": np.ones((0, 5)), "audio": np.ones((0, 3))})
+    assert text_z.shape == (0, 0)
 
 
 def test_unknown_alignment_method_is_refused():

@@ -106,7 +106,7 @@ def build_model_inputs(
         )
         for split in SPLITS
     }
-    if augmented_train is not None:
+    if augmented_train is not None and len(augmented_train["y"]):
         model_inputs["train_augmented"] = augmented_train
     return model_inputs
 
