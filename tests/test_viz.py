@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
+from multimodal_fusion.pipelines.modeling.pipeline import ALIGNMENTS, VARIANT_INPUTS
 from tests.project_copy import copy_project
 
 VARIANTS = tuple(VARIANT_INPUTS)
@@ -133,10 +133,13 @@ def test_viz_lists_the_registered_pipelines(main_graph):
 def test_viz_main_graph_holds_the_default_pipeline_nodes(main_graph):
     tasks = _tasks(main_graph)
 
-    for name in ("split_contacts", "summarise_data", "fit_alignment"):
+    for name in ("split_contacts", "summarise_data", "build_model_inputs"):
         assert name in tasks
         assert tasks[name]["modular_pipelines"] is None
     assert "collect_metrics" in tasks
+    for alignment in ALIGNMENTS:
+        fit = tasks[f"{alignment}.fit_alignment"]
+        assert fit["modular_pipelines"] == [alignment]
     for variant in VARIANTS:
         train = tasks[f"{variant}.train_classifier"]
         assert train["name"] == "train_classifier"
@@ -150,7 +153,7 @@ def test_viz_shows_each_variant_as_a_collapsible_modular_pipeline(main_graph):
     modular = main_graph["modular_pipelines"]
     by_id = {n["id"]: n for n in main_graph["nodes"]}
 
-    assert set(modular) == {"__root__", *VARIANTS}
+    assert set(modular) == {"__root__", *VARIANTS, *ALIGNMENTS}
     root_children = {(c["id"], c["type"]) for c in modular["__root__"]["children"]}
     for variant in VARIANTS:
         assert (variant, "modularPipeline") in root_children
