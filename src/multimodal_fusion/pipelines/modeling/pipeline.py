@@ -15,9 +15,12 @@ from .nodes import (
     train_classifier,
 )
 
-# Alignment (namespace) → its parameters under ``modeling.alignments``; each
-# publishes ``<alignment>.aligned_inputs`` for the variants that train on them.
-ALIGNMENTS = ("cca_alignment", "deep_alignment")
+# Alignment (namespace; parameters under ``modeling.alignments.<alignment>``) →
+# the dataset it publishes the inputs projected into its common space to.
+ALIGNMENTS = {
+    "cca_alignment": "cca_aligned_inputs",
+    "deep_alignment": "deep_aligned_inputs",
+}
 
 # Model variant (namespace) → the model-input dataset it trains on. Its
 # hyperparameters live under the same key in parameters_modeling.yml.
@@ -28,8 +31,8 @@ VARIANT_INPUTS = {
     "late_fusion": "model_inputs",
     "gated_fusion": "model_inputs",
     "attention_fusion": "model_inputs",
-    "aligned_fusion": "cca_alignment.aligned_inputs",
-    "deep_aligned_fusion": "deep_alignment.aligned_inputs",
+    "aligned_fusion": "cca_aligned_inputs",
+    "deep_aligned_fusion": "deep_aligned_inputs",
 }
 
 
@@ -123,14 +126,17 @@ def create_pipeline(**kwargs) -> Pipeline:
             alignment_pipeline(),
             namespace=alignment,
             inputs={"model_inputs": "model_inputs"},
-            outputs={"metrics": variant_metrics(alignment)},
+            outputs={
+                "aligned_inputs": aligned_inputs,
+                "metrics": variant_metrics(alignment),
+            },
             parameters={
                 "params:alignment": f"params:modeling.alignments.{alignment}",
                 "params:seed": "params:seed",
                 "params:modeling.recall_at": "params:modeling.recall_at",
             },
         )
-        for alignment in ALIGNMENTS
+        for alignment, aligned_inputs in ALIGNMENTS.items()
     ]
     collected = Pipeline(
         [
