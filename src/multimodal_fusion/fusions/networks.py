@@ -322,7 +322,6 @@ class FusionNetwork(keras.Model):
                 return self.head({**encoded, **values}, training=True)
 
         else:
-            encoded = x
             targets = {
                 k: v for k, v in x.items() if k != "presence" and _is_dense_float(v)
             }
@@ -395,6 +394,8 @@ def _check_adversarial(settings: dict | None) -> dict | None:
         )
     if "epsilon" not in settings or settings["epsilon"] <= 0:
         raise ValueError("adversarial.epsilon must be a positive number")
+    if int(settings["steps"]) < 1 or not 0 < settings["weight"] <= 1:
+        raise ValueError("adversarial.steps must be >= 1 and weight in (0, 1]")
     return settings
 
 
