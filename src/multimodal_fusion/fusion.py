@@ -33,6 +33,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The model inputs that carry each modality; a row has a modality when any of
 # them is non-zero in that row.
 MODALITY_INPUTS = {"text": ("text", "text_tokens"), "audio": ("audio", "audio_frames")}
+# FusionClassifier hyperparameters that shape the network (the others choose its
+# inputs or drive training).
+NETWORK_HYPERPARAMETERS = (
+    "fusion",
+    "branch_units",
+    "branch_dropout",
+    "fusion_units",
+    "fusion_dropout",
+    "conv_channels",
+    "conv_kernel",
+    "frame_downsample",
+    "frame_normalization",
+    "attention_dim",
+    "attention_heads",
+    "modality_dropout",
+    "spec_augment",
+    "adversarial",
+    "learning_rate",
+)
 # Keras feeds scipy sparse batches slowly: sparse inputs up to this many cells
 # (128 MB as float32) are fed dense, which trains about twice as fast.
 DENSE_CELLS = 2**25
@@ -328,23 +347,8 @@ class FusionClassifier(KerasPickleMixin):
         return self
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {
-            "fusion": self.fusion,
-            "branch_units": self.branch_units,
-            "branch_dropout": self.branch_dropout,
-            "fusion_units": self.fusion_units,
-            "fusion_dropout": self.fusion_dropout,
-            "conv_channels": list(self.conv_channels),
-            "conv_kernel": self.conv_kernel,
-            "frame_downsample": self.frame_downsample,
-            "frame_normalization": self.frame_normalization,
-            "attention_dim": self.attention_dim,
-            "attention_heads": self.attention_heads,
-            "modality_dropout": self.modality_dropout,
-            "spec_augment": self.spec_augment,
-            "adversarial": self.adversarial,
-            "learning_rate": self.learning_rate,
-        }
+        """The hyperparameters the network builder reads."""
+        return {name: getattr(self, name) for name in NETWORK_HYPERPARAMETERS}
 
     def predict_proba(self, inputs: dict) -> np.ndarray:
         """Class probabilities, shape ``(n_rows, n_classes)``."""

@@ -31,6 +31,15 @@ def _train_rows(contacts: pd.DataFrame, flag: str) -> pd.Series:
     return (contacts["split"] == "train") & contacts[flag]
 
 
+def _train_texts(contacts: pd.DataFrame) -> pd.Series:
+    return contacts.loc[_train_rows(contacts, "has_text"), "text"]
+
+
+def _texts(contacts: pd.DataFrame) -> pd.Series:
+    """Every contact's text, empty where it has none."""
+    return contacts["text"].where(contacts["has_text"], "")
+
+
 def fit_text_featurizer(
     contacts: pd.DataFrame, params: dict[str, Any]
 ) -> TextFeaturizer:
@@ -43,7 +52,7 @@ def fit_text_featurizer(
     Returns:
         The fitted featurizer (zero features when no training row has text).
     """
-    texts = contacts.loc[_train_rows(contacts, "has_text"), "text"]
+    texts = _train_texts(contacts)
     featurizer = TextFeaturizer(**params).fit(texts)
     logger.info(
         "Text vocabulary: %d features from %d texts", featurizer.n_features_, len(texts)
@@ -61,7 +70,7 @@ def featurize_texts(
     """
     return {
         "ids": contacts["id"].to_numpy(),
-        "tfidf": featurizer.transform(contacts["text"].where(contacts["has_text"], "")),
+        "tfidf": featurizer.transform(_texts(contacts)),
         "present": contacts["has_text"].to_numpy(),
     }
 
@@ -78,8 +87,7 @@ def fit_token_vocabulary(
     Returns:
         The fitted vocabulary (empty when no training row has text).
     """
-    texts = contacts.loc[_train_rows(contacts, "has_text"), "text"]
-    vocabulary = TokenVocabulary(**params).fit(texts)
+    vocabulary = TokenVocabulary(**params).fit(_train_texts(contacts))
     logger.info(
         "Token vocabulary: %d words, sequences of %d tokens",
         len(vocabulary.vocabulary_),
@@ -98,9 +106,7 @@ def tokenize_texts(
     """
     return {
         "ids": contacts["id"].to_numpy(),
-        "tokens": vocabulary.transform(
-            contacts["text"].where(contacts["has_text"], "")
-        ),
+        "tokens": vocabulary.transform(_texts(contacts)),
         "present": contacts["has_text"].to_numpy(),
     }
 
