@@ -65,19 +65,22 @@ class CCAAlignment:
     def fit(self, inputs: dict[str, Any], y=None, *, validation=None) -> CCAAlignment:
         """Fits on paired rows (both modalities); ``y`` and ``validation`` are
         unused."""
+        start = time.perf_counter()
         text, audio = inputs["text"], inputs["audio"]
         # At most one reduced dimension per 5 paired rows: CCA overfits otherwise.
         max_dims = text.shape[0] // 5
         text_dims = min(self.text_components, text.shape[1] - 1, max_dims)
         audio_dims = min(self.audio_components, audio.shape[1], max_dims)
         self.n_components_ = max(0, min(self.n_components, text_dims, audio_dims))
-        if self.n_components_ < 1:
-            return self
-        self.text_reducer_ = TruncatedSVD(text_dims, random_state=self.seed).fit(text)
-        self.audio_reducer_ = PCA(audio_dims, random_state=self.seed).fit(audio)
-        self.cca_ = CCA(self.n_components_, max_iter=1000).fit(
-            self.text_reducer_.transform(text), self.audio_reducer_.transform(audio)
-        )
+        if self.n_components_ >= 1:
+            self.text_reducer_ = TruncatedSVD(text_dims, random_state=self.seed).fit(
+                text
+            )
+            self.audio_reducer_ = PCA(audio_dims, random_state=self.seed).fit(audio)
+            self.cca_ = CCA(self.n_components_, max_iter=1000).fit(
+                self.text_reducer_.transform(text), self.audio_reducer_.transform(audio)
+            )
+        self.train_seconds_ = time.perf_counter() - start
         return self
 
     def transform(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +171,7 @@ class ContrastiveAlignment(KerasPickleMixin):
         n_pairs = inputs["text"].shape[0]
         self.n_components_ = self.dim if n_pairs >= self.min_pairs else 0
         self.text_tower_ = self.audio_tower_ = None
+        self.train_seconds_ = 0.0
         if not self.n_components_:
             return self
         frames = inputs.get("audio_frames")

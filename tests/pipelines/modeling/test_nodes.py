@@ -480,6 +480,7 @@ def test_alignments_retrieve_pairs_far_above_chance(params):
     metrics = evaluate_alignment(aligned, alignment, [1, 5])
     assert metrics["method"] == params["method"]
     assert metrics["status"] == "evaluated" and metrics["n_pairs"] == 100
+    assert metrics["train_seconds"] >= 0
     for direction in ("text_to_audio", "audio_to_text"):
         recall = metrics[direction]["recall@5"]
         assert recall["model"] > 5 * recall["random"]

@@ -283,9 +283,9 @@ def evaluate_alignment(
         recall_at: The k values of Recall@k.
 
     Returns:
-        ``{"method", "n_components", "n_pairs", "status", "text_to_audio",
-        "audio_to_text"}`` with model and random-baseline Recall@k and
-        label_match@1 per direction.
+        ``{"method", "n_components", "n_pairs", "status", "train_seconds",
+        "text_to_audio", "audio_to_text"}`` with model and random-baseline
+        Recall@k and label_match@1 per direction.
     """
     test = aligned_inputs["test"]
     rows = paired_rows(
@@ -308,6 +308,7 @@ def evaluate_alignment(
     return {
         **result,
         "status": "evaluated",
+        "train_seconds": round(alignment.train_seconds_, 2),
         "text_to_audio": retrieval_recall(text_z, audio_z, ks, labels),
         "audio_to_text": retrieval_recall(audio_z, text_z, ks, labels),
     }
