@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "audio")
-ALIGNMENTS = {"cca": CCAAlignment, "contrastive": ContrastiveAlignment}
+ALIGNMENT_METHODS = {"cca": CCAAlignment, "contrastive": ContrastiveAlignment}
 Alignment = CCAAlignment | ContrastiveAlignment
 Classifier = FusionClassifier | LateFusionClassifier
 
@@ -239,13 +239,13 @@ def fit_alignment(
     """
     params = dict(params)
     method = params.pop("method")
-    if method not in ALIGNMENTS:
+    if method not in ALIGNMENT_METHODS:
         raise ValueError(
             f"Unknown alignment method '{method}' in parameters_modeling.yml; "
-            f"choose one of {sorted(ALIGNMENTS)}."
+            f"choose one of {sorted(ALIGNMENT_METHODS)}."
         )
     train, train_y = _paired(model_inputs["train"])
-    alignment = ALIGNMENTS[method](**params, seed=seed).fit(
+    alignment = ALIGNMENT_METHODS[method](**params, seed=seed).fit(
         train, train_y, validation=_paired(model_inputs["val"])
     )
     logger.info(
