@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
+from multimodal_fusion.pipelines.modeling.pipeline import ALIGNMENTS, VARIANT_INPUTS
 from tests.browser import render_dom, requires_chromium
 from tests.project_copy import copy_project
 
@@ -139,10 +139,13 @@ def test_viz_lists_the_registered_pipelines(main_graph):
 def test_viz_main_graph_holds_the_default_pipeline_nodes(main_graph):
     tasks = _tasks(main_graph)
 
-    for name in ("split_contacts", "summarise_data", "fit_alignment"):
+    for name in ("split_contacts", "summarise_data", "build_model_inputs"):
         assert name in tasks
         assert tasks[name]["modular_pipelines"] is None
     assert "collect_metrics" in tasks
+    for alignment in ALIGNMENTS:
+        fit = tasks[f"{alignment}.fit_alignment"]
+        assert fit["modular_pipelines"] == [alignment]
     for variant in VARIANTS:
         train = tasks[f"{variant}.train_classifier"]
         assert train["name"] == "train_classifier"
@@ -156,7 +159,7 @@ def test_viz_shows_each_variant_as_a_collapsible_modular_pipeline(main_graph):
     modular = main_graph["modular_pipelines"]
     by_id = {n["id"]: n for n in main_graph["nodes"]}
 
-    assert set(modular) == {"__root__", *VARIANTS}
+    assert set(modular) == {"__root__", *VARIANTS, *ALIGNMENTS}
     root_children = {(c["id"], c["type"]) for c in modular["__root__"]["children"]}
     for variant in VARIANTS:
         assert (variant, "modularPipeline") in root_children
@@ -205,7 +208,8 @@ def test_viz_serves_demo_data_as_its_own_pipeline(viz_url):
 def test_viz_draws_the_dag_in_chromium(viz_url: str, tmp_path) -> None:
     dom = render_dom(viz_url + "/", tmp_path)
     collapsed = dom.count('class="pipeline-node pipeline-node--modularPipeline"')
-    assert collapsed == len(VARIANTS)  # one collapsible group per variant
+    # one collapsible group per variant and per alignment
+    assert collapsed == len(VARIANTS) + len(ALIGNMENTS)
     assert dom.count('class="pipeline-node pipeline-node--task"') >= 10
     for node in ("split_contacts", "collect_metrics", *VARIANTS):
         assert node in dom

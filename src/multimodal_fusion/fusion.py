@@ -1,25 +1,60 @@
-"""Fusion classifiers: one Keras builder serves the unimodal baselines and the
-fused models, wrapped in a scikit-learn-style estimator.
+"""Fusion classifiers as scikit-learn-style estimators around Keras networks.
 
-Inputs are a dict ``{name: matrix}`` with one row per contact: ``text`` (TF-IDF),
-``audio`` (pooled statistics) and ``audio_frames`` (standardised log-mel frames);
-a row whose modality is missing holds zeros there. The reference architecture
-(early fusion) is a Dense+Dropout branch per modality, Concatenate, Dense,
-softmax; Adam; early stopping on the validation split. The audio branch also
-sees a small CNN encoding of the frames. With one modality it is a unimodal
-network.
+Inputs are a dict ``{name: matrix}`` with one row per contact: ``text`` (TF-IDF,
+sparse), ``text_tokens`` (token ids), ``audio`` (pooled statistics) and
+``audio_frames`` (standardised log-mel frames); a row whose modality is missing
+holds zeros in that modality's inputs, and the networks see it as missing.
+
+- :class:`FusionClassifier` trains one network (:mod:`multimodal_fusion.fusions`):
+  ``concat`` (early fusion; with one modality the unimodal baseline), ``gated``
+  or ``attention`` fusion, with optional modality dropout, SpecAugment and
+  adversarial training.
+- :class:`LateFusionClassifier` trains one classifier per modality and combines
+  their log-probabilities with weights fit on the validation split.
+
+:func:`make_classifier` builds either from a variant's parameters.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from typing import Any
 
 import numpy as np
-from scipy import sparse
+from scipy import optimize, sparse
+from scipy.special import log_softmax
+
+from multimodal_fusion.text import TokenVocabulary
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The model inputs that carry each modality; a row has a modality when any of
+# them is non-zero in that row.
+MODALITY_INPUTS = {"text": ("text", "text_tokens"), "audio": ("audio", "audio_frames")}
+# FusionClassifier hyperparameters that shape the network (the others choose its
+# inputs or drive training).
+NETWORK_HYPERPARAMETERS = (
+    "fusion",
+    "branch_units",
+    "branch_dropout",
+    "fusion_units",
+    "fusion_dropout",
+    "conv_channels",
+    "conv_kernel",
+    "frame_downsample",
+    "frame_normalization",
+    "attention_dim",
+    "attention_heads",
+    "modality_dropout",
+    "spec_augment",
+    "adversarial",
+    "learning_rate",
+)
+# Keras feeds scipy sparse batches slowly: sparse inputs up to this many cells
+# (128 MB as float32) are fed dense, which trains about twice as fast.
+DENSE_CELLS = 2**25
 
 
 def set_global_seed(seed: int) -> None:
@@ -31,180 +66,260 @@ def set_global_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _audio_frames_encoder(frames, *, channels: list[int], kernel_size: int):
-    """Small 1-D CNN over log-mel frames, max-pooled over time (keyword-like
-    evidence wherever it occurs in the clip)."""
-    from keras import layers
+def nonzero_rows(matrix) -> np.ndarray:
+    """Booleans: which rows of a sparse or dense matrix hold a non-zero value."""
+    if sparse.issparse(matrix):
+        return matrix.getnnz(axis=1) > 0
+    return np.asarray(matrix).reshape(len(matrix), -1).any(axis=1)
 
-    hidden = layers.AveragePooling1D(2, padding="same", name="frames_downsample")(
-        frames
+
+def _has_data(inputs: dict[str, Any], name: str) -> bool:
+    matrix = inputs.get(name)
+    return (
+        matrix is not None
+        and np.prod(matrix.shape[1:]) > 0
+        and bool(nonzero_rows(matrix).any())
     )
-    for i, width in enumerate(channels):
-        hidden = layers.Conv1D(
-            width,
-            kernel_size,
-            padding="same",
-            activation="relu",
-            name=f"frames_conv{i}",
-        )(hidden)
-        hidden = layers.MaxPooling1D(2, padding="same", name=f"frames_pool{i}")(hidden)
-    return layers.GlobalMaxPooling1D(name="frames_max")(hidden)
-
-
-def build_fusion_mlp(
-    input_shapes: dict[str, tuple[int, ...]],
-    sparse_inputs: set[str],
-    n_classes: int,
-    *,
-    branch_units: int,
-    branch_dropout: float,
-    fusion_units: int,
-    fusion_dropout: float,
-    learning_rate: float,
-    conv_channels: list[int],
-    conv_kernel: int,
-):
-    """Compiles the early-fusion network over the given inputs.
-
-    Each modality gets a Dense+Dropout branch; ``audio_frames``, when given, is
-    encoded by a small CNN whose output joins the ``audio`` branch. Branches are
-    concatenated, then Dense+Dropout and a softmax.
-
-    Args:
-        input_shapes: Shape (without batch) of each input, by input name:
-            ``text``, ``audio`` and optionally ``audio_frames``.
-        sparse_inputs: Inputs fed as sparse matrices (TF-IDF).
-        n_classes: Size of the softmax.
-        branch_units, branch_dropout: The Dense+Dropout branch per modality.
-        fusion_units, fusion_dropout: The Dense+Dropout layer after Concatenate.
-        learning_rate: Adam's step size.
-        conv_channels, conv_kernel: The frame encoder's layer widths and kernel.
-
-    Returns:
-        A compiled ``keras.Model`` with one named input per entry of input_shapes.
-    """
-    import keras
-    from keras import layers
-
-    inputs = {
-        name: keras.Input(shape, name=name, sparse=name in sparse_inputs)
-        for name, shape in input_shapes.items()
-    }
-    branches = []
-    for modality in ("text", "audio"):
-        if modality not in inputs:
-            continue
-        features = inputs[modality]
-        if modality == "audio" and "audio_frames" in inputs:
-            encoded = _audio_frames_encoder(
-                inputs["audio_frames"], channels=conv_channels, kernel_size=conv_kernel
-            )
-            features = layers.Concatenate(name="audio_features")([features, encoded])
-        branch = layers.Dense(branch_units, activation="relu", name=f"{modality}_dense")
-        dropout = layers.Dropout(branch_dropout, name=f"{modality}_dropout")
-        branches.append(dropout(branch(features)))
-    fused = (
-        layers.Concatenate(name="fusion")(branches)
-        if len(branches) > 1
-        else branches[0]
-    )
-    hidden = layers.Dense(fusion_units, activation="relu", name="fusion_dense")(fused)
-    hidden = layers.Dropout(fusion_dropout, name="fusion_dropout")(hidden)
-    outputs = layers.Dense(n_classes, activation="softmax", name="intent")(hidden)
-    model = keras.Model(inputs, outputs, name="fusion_network")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
 
 
 def usable_modalities(inputs: dict[str, Any], wanted: list[str]) -> list[str]:
     """The wanted modalities that have features and at least one non-zero row."""
-    usable = []
-    for name in wanted:
-        matrix = inputs.get(name)
-        if matrix is None or matrix.shape[1] == 0:
+    return [name for name in wanted if _has_data(inputs, name)]
+
+
+def presence(inputs: dict[str, Any], names: dict[str, list[str]]) -> np.ndarray:
+    """``(n, n_modalities)`` float flags: 1.0 where a row has a modality.
+
+    Args:
+        inputs: Model inputs.
+        names: Per modality, in column order, the inputs that carry it.
+    """
+    flags = [
+        np.logical_or.reduce([nonzero_rows(inputs[name]) for name in columns])
+        for columns in names.values()
+    ]
+    return np.stack(flags, axis=1).astype(np.float32)
+
+
+def blank_modality(
+    inputs: dict[str, Any], modality: str, rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """A copy of ``inputs`` where ``modality`` is missing (zeros) in ``rows``
+    (booleans; every row by default)."""
+    blanked = dict(inputs)
+    for name in MODALITY_INPUTS[modality]:
+        if name not in inputs:
             continue
-        nonzero = (
-            matrix.getnnz() if sparse.issparse(matrix) else np.count_nonzero(matrix)
-        )
-        if nonzero:
-            usable.append(name)
-    return usable
+        matrix = inputs[name]
+        keep = np.zeros(matrix.shape[0], bool) if rows is None else ~np.asarray(rows)
+        if sparse.issparse(matrix):
+            blanked[name] = sparse.diags(keep.astype(matrix.dtype)) @ matrix
+        else:
+            blanked[name] = matrix * keep.reshape((-1,) + (1,) * (matrix.ndim - 1))
+    return blanked
 
 
-class FusionClassifier:
-    """Trains the fusion MLP on whichever of ``modalities`` the data provides.
+def dense_enough(matrix) -> bool:
+    """Whether a (sparse) input is small enough to feed the network dense."""
+    return not sparse.issparse(matrix) or np.prod(matrix.shape) <= DENSE_CELLS
+
+
+def feed(
+    inputs: dict[str, Any], names: list[str], keep_sparse: set[str], rows=None
+) -> dict[str, Any]:
+    """The named inputs (rows selected) as the network takes them: sparse
+    matrices are made dense unless named in ``keep_sparse``."""
+    fed = {}
+    for name in names:
+        matrix = inputs[name] if rows is None else inputs[name][rows]
+        if sparse.issparse(matrix) and name not in keep_sparse:
+            matrix = matrix.toarray()
+        fed[name] = matrix
+    return fed
+
+
+def stack_inputs(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Rows of several input dicts (same names and widths), one after another."""
+    return {
+        name: sparse.vstack([p[name] for p in parts], format="csr")
+        if sparse.issparse(parts[0][name])
+        else np.concatenate([p[name] for p in parts])
+        for name in parts[0]
+    }
+
+
+class KerasPickleMixin:
+    """Pickles the Keras models held in ``_keras_attributes`` as bytes, and
+    unpickles them after importing the custom layers they need."""
+
+    _keras_attributes: tuple[str, ...] = ("model_",)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in self._keras_attributes:
+            if state.get(name) is not None:
+                state[name] = pickle.dumps(state[name])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import multimodal_fusion.fusions.networks  # noqa: F401 - registers layers
+
+        for name in self._keras_attributes:
+            if isinstance(state.get(name), bytes):
+                state[name] = pickle.loads(state[name])
+        self.__dict__.update(state)
+
+
+class FusionClassifier(KerasPickleMixin):
+    """Trains a fusion network on whichever of ``modalities`` the data provides.
 
     Follows scikit-learn's conventions: ``__init__`` stores hyperparameters,
     ``fit`` returns ``self``, learned attributes end in ``_``. When one of its
     modalities has no data at all (say ``text`` on an audio-only dataset), ``fit``
     records ``skipped_reason_`` instead of training and ``predict`` refuses: a
     fusion model over one modality would only repeat the unimodal baseline.
+    Rows missing a modality are predicted from the other one.
+
+    Args:
+        modalities: ``text`` and/or ``audio``.
+        fusion: ``concat`` (early fusion), ``gated`` or ``attention``.
+        branch_units, branch_dropout: Dense+Dropout branch per modality.
+        fusion_units, fusion_dropout: Size of the fused layer and its dropout.
+        audio_frames: Whether the audio branch also sees a CNN over log-mel
+            frames (``concat``/``gated``; ``attention`` always uses frames).
+        conv_channels, conv_kernel: The frame CNN's widths and kernel size.
+        frame_downsample: Average pooling of the frames before the CNN.
+        frame_normalization: Whether each clip's frames are normalised with its
+            own mean and variance per band (CMVN) before the CNN.
+        attention_dim, attention_heads: Width of the attention sequences and
+            number of heads (``attention``).
+        attention_vectors: Whether ``attention`` also sees the utterance-level
+            vectors (TF-IDF, pooled audio statistics) beside the sequences.
+        modality_dropout: Probability of blanking one modality of a training row.
+        spec_augment: SpecAugment arguments (time/frequency masks) or None.
+        adversarial: Adversarial training settings (``method`` fgsm/pgd, ``on``
+            embeddings/inputs, ``epsilon``, ``steps``, ``weight``) or None.
+        learning_rate, batch_size, epochs, patience: Adam and early stopping on
+            the validation loss.
+        seed: Seeds initialisation, shuffling and the random layers.
     """
 
     def __init__(
         self,
         *,
         modalities: list[str],
+        fusion: str = "concat",
         branch_units: int = 256,
         branch_dropout: float = 0.3,
         fusion_units: int = 128,
         fusion_dropout: float = 0.3,
+        audio_frames: bool = True,
+        conv_channels: tuple[int, ...] = (64, 96, 128),
+        conv_kernel: int = 5,
+        frame_downsample: int = 2,
+        frame_normalization: bool = False,
+        attention_dim: int = 64,
+        attention_heads: int = 4,
+        attention_vectors: bool = True,
+        modality_dropout: float = 0.0,
+        spec_augment: dict[str, Any] | None = None,
+        adversarial: dict[str, Any] | None = None,
         learning_rate: float = 1e-3,
         batch_size: int = 64,
         epochs: int = 60,
         patience: int = 8,
-        audio_frames: bool = True,
-        conv_channels: tuple[int, ...] = (64, 96, 128),
-        conv_kernel: int = 5,
         seed: int = 42,
     ) -> None:
         self.modalities = modalities
+        self.fusion = fusion
         self.branch_units = branch_units
         self.branch_dropout = branch_dropout
         self.fusion_units = fusion_units
         self.fusion_dropout = fusion_dropout
+        self.audio_frames = audio_frames
+        self.conv_channels = conv_channels
+        self.conv_kernel = conv_kernel
+        self.frame_downsample = frame_downsample
+        self.frame_normalization = frame_normalization
+        self.attention_dim = attention_dim
+        self.attention_heads = attention_heads
+        self.attention_vectors = attention_vectors
+        self.modality_dropout = modality_dropout
+        self.spec_augment = spec_augment
+        self.adversarial = adversarial
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.epochs = epochs
         self.patience = patience
-        self.audio_frames = audio_frames
-        self.conv_channels = conv_channels
-        self.conv_kernel = conv_kernel
         self.seed = seed
+
+    def _inputs_by_modality(self, inputs: dict[str, Any]) -> dict[str, list[str]]:
+        """The inputs the network reads for each usable modality."""
+        if self.fusion == "attention":
+            vectors = self.attention_vectors
+            return {
+                "text": ["text_tokens"] + (["text"] if vectors else []),
+                "audio": ["audio_frames"] + (["audio"] if vectors else []),
+            }
+        names = {m: [m] for m in self.modalities_}
+        if "audio" in names and self.audio_frames and _has_data(inputs, "audio_frames"):
+            names["audio"].append("audio_frames")
+        return names
+
+    def _skip_reason(self, inputs: dict[str, Any]) -> str | None:
+        missing = [m for m in self.modalities if m not in self.modalities_]
+        if missing:
+            return f"no {' or '.join(missing)} features to train on"
+        if self.fusion == "attention":
+            lacking = [n for n in ("text_tokens", "audio_frames") if n not in inputs]
+            if lacking or set(self.modalities_) != {"text", "audio"}:
+                return (
+                    "attention fusion needs text tokens and audio frames; these "
+                    f"inputs lack {lacking or 'a modality'}"
+                )
+        return None
 
     def fit(self, inputs: dict, y, *, validation: tuple[dict, Any]) -> FusionClassifier:
         """Fits on ``inputs``/``y`` with early stopping on ``validation``."""
         import keras
 
+        from multimodal_fusion.fusions.networks import build_network
+
         self.modalities_ = usable_modalities(inputs, list(self.modalities))
         self.classes_ = np.unique(np.asarray(y))
-        self.skipped_reason_ = None
+        self.n_train_rows_ = len(y)
         self.model_ = None
-        missing = [m for m in self.modalities if m not in self.modalities_]
-        if missing:
-            self.skipped_reason_ = f"no {' or '.join(missing)} features to train on"
+        self.skipped_reason_ = self._skip_reason(inputs)
+        if self.skipped_reason_:
             return self
-        self.input_names_ = list(self.modalities_)
-        frames = inputs.get("audio_frames")
-        has_frames = frames is not None and frames.shape[1] > 0
-        if "audio" in self.modalities_ and self.audio_frames and has_frames:
-            self.input_names_.append("audio_frames")
+        self.inputs_by_modality_ = self._inputs_by_modality(inputs)
+        self.input_names_ = [n for ns in self.inputs_by_modality_.values() for n in ns]
+        self.sparse_inputs_ = {
+            name for name in self.input_names_ if not dense_enough(inputs[name])
+        }
+        specs = {
+            name: {
+                "shape": inputs[name].shape[1:],
+                "sparse": name in self.sparse_inputs_,
+                "dtype": str(inputs[name].dtype),
+            }
+            for name in self.input_names_
+        }
+        if "text_tokens" in specs:
+            self.vocabulary_size_ = int(inputs["text_tokens"].max()) + 1
+            specs["text_tokens"]["vocabulary_size"] = self.vocabulary_size_
+        specs["presence"] = {
+            "shape": (len(self.inputs_by_modality_),),
+            "sparse": False,
+            "dtype": "float32",
+        }
         set_global_seed(self.seed)
-        self.model_ = build_fusion_mlp(
-            {name: inputs[name].shape[1:] for name in self.input_names_},
-            {name for name in self.input_names_ if sparse.issparse(inputs[name])},
+        self.model_ = build_network(
+            specs,
+            list(self.inputs_by_modality_),
             len(self.classes_),
-            branch_units=self.branch_units,
-            branch_dropout=self.branch_dropout,
-            fusion_units=self.fusion_units,
-            fusion_dropout=self.fusion_dropout,
-            learning_rate=self.learning_rate,
-            conv_channels=list(self.conv_channels),
-            conv_kernel=self.conv_kernel,
+            self._hyperparameters(),
+            self.seed,
         )
         val_inputs, val_y = validation
         known = np.isin(val_y, self.classes_)
@@ -227,8 +342,13 @@ class FusionClassifier:
         )
         self.train_seconds_ = time.perf_counter() - start
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        self.epochs_ = len(self.history_["loss"])
         self.n_params_ = int(self.model_.count_params())
         return self
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters the network builder reads."""
+        return {name: getattr(self, name) for name in NETWORK_HYPERPARAMETERS}
 
     def predict_proba(self, inputs: dict) -> np.ndarray:
         """Class probabilities, shape ``(n_rows, n_classes)``."""
@@ -241,10 +361,119 @@ class FusionClassifier:
         return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
 
     def _select(self, inputs: dict, rows=None) -> dict:
-        return {
-            name: inputs[name] if rows is None else inputs[name][rows]
-            for name in self.input_names_
-        }
+        """The network's inputs (rows selected) and the presence flags."""
+        selected = feed(inputs, self.input_names_, self.sparse_inputs_, rows)
+        if "text_tokens" in selected:
+            tokens = selected["text_tokens"]
+            selected["text_tokens"] = np.where(
+                tokens < self.vocabulary_size_, tokens, TokenVocabulary.OOV
+            )
+        selected["presence"] = presence(selected, self.inputs_by_modality_)
+        return selected
 
     def _encode(self, y) -> np.ndarray:
         return np.searchsorted(self.classes_, np.asarray(y))
+
+
+class LateFusionClassifier:
+    """One classifier per modality; their log-probabilities are summed with one
+    non-negative weight per modality, fit on the validation split (minimum
+    log-loss). A row missing a modality is predicted from the others alone.
+
+    Follows scikit-learn's conventions (see :class:`FusionClassifier`, whose
+    skipping rule it shares).
+
+    Args:
+        modalities: The modalities to combine.
+        members: :class:`FusionClassifier` hyperparameters of the per-modality
+            classifiers (without ``modalities``).
+        seed: The project seed.
+    """
+
+    def __init__(
+        self, *, modalities: list[str], members: dict[str, Any], seed: int = 42
+    ) -> None:
+        self.modalities = modalities
+        self.members = members
+        self.seed = seed
+
+    def fit(
+        self, inputs: dict, y, *, validation: tuple[dict, Any]
+    ) -> LateFusionClassifier:
+        """Fits each modality's classifier, then the weights on ``validation``."""
+        self.modalities_ = usable_modalities(inputs, list(self.modalities))
+        self.classes_ = np.unique(np.asarray(y))
+        self.n_train_rows_ = len(y)
+        missing = [m for m in self.modalities if m not in self.modalities_]
+        self.skipped_reason_ = (
+            f"no {' or '.join(missing)} features to train on" if missing else None
+        )
+        self.members_ = {}
+        if self.skipped_reason_:
+            return self
+        for modality in self.modalities_:
+            self.members_[modality] = FusionClassifier(
+                **{**self.members, "modalities": [modality]}, seed=self.seed
+            ).fit(inputs, y, validation=validation)
+        val_inputs, val_y = validation
+        known = np.isin(val_y, self.classes_)
+        scores = self._member_scores({k: v[known] for k, v in val_inputs.items()})
+        target = np.searchsorted(self.classes_, np.asarray(val_y)[known])
+
+        def log_loss(weights):
+            combined = self._combine(weights, scores)
+            return -combined[np.arange(len(target)), target].mean()
+
+        fitted = optimize.minimize(
+            log_loss,
+            np.ones(len(self.modalities_)),
+            method="L-BFGS-B",
+            bounds=[(0.0, 10.0)] * len(self.modalities_),
+        )
+        self.weights_ = dict(zip(self.modalities_, map(float, fitted.x), strict=True))
+        members = self.members_.values()
+        self.train_seconds_ = sum(m.train_seconds_ for m in members)
+        self.epochs_ = sum(m.epochs_ for m in members)
+        self.n_params_ = sum(m.n_params_ for m in members) + len(self.weights_)
+        return self
+
+    def _member_scores(self, inputs: dict) -> np.ndarray:
+        """``(n_modalities, n_rows, n_classes)`` log-probabilities of the members,
+        zero in the rows that lack the member's modality."""
+        scores = []
+        for member in self.members_.values():
+            has = presence(inputs, member.inputs_by_modality_)[:, 0]
+            log_proba = np.log(np.clip(member.predict_proba(inputs), 1e-7, 1.0))
+            scores.append(log_proba * has[:, None])
+        return np.stack(scores)
+
+    @staticmethod
+    def _combine(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Log-probabilities of the weighted sum of the members' scores."""
+        return log_softmax(np.einsum("m,mnc->nc", weights, scores), axis=1)
+
+    def predict_proba(self, inputs: dict) -> np.ndarray:
+        """Class probabilities, shape ``(n_rows, n_classes)``."""
+        if self.skipped_reason_:
+            raise RuntimeError(f"This model was not trained: {self.skipped_reason_}")
+        weights = np.array([self.weights_[m] for m in self.members_])
+        return np.exp(self._combine(weights, self._member_scores(inputs)))
+
+    def predict(self, inputs: dict) -> np.ndarray:
+        """Predicted labels."""
+        return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
+
+
+def make_classifier(
+    params: dict[str, Any], seed: int
+) -> FusionClassifier | LateFusionClassifier:
+    """The estimator of a variant: ``fusion: late`` gives a
+    :class:`LateFusionClassifier` (its other keys are the members'
+    hyperparameters), anything else a :class:`FusionClassifier`."""
+    params = dict(params)
+    if params.get("fusion") == "late":
+        params.pop("fusion")
+        return LateFusionClassifier(
+            modalities=params.pop("modalities"), members=params, seed=seed
+        )
+    return FusionClassifier(**params, seed=seed)

@@ -207,3 +207,59 @@ class TextFeaturizer:
         return (sparse.hstack(blocks, format="csr") / np.sqrt(len(blocks))).astype(
             np.float32
         )
+
+
+_TOKEN = re.compile(r"\[[A-Z]+\]|[^\W_]+(?:'[^\W_]+)?")
+
+
+def tokenize(text: str) -> list[str]:
+    """Words (letters and digits, with inner apostrophes) and PII mask tokens."""
+    return _TOKEN.findall(text)
+
+
+class TokenVocabulary:
+    """Word vocabulary and padded token-id sequences, for sequence models.
+
+    Follows scikit-learn's estimator conventions. Id 0 is padding and id 1 stands
+    for words outside the vocabulary; known words get ids from 2 by decreasing
+    training frequency (ties alphabetical).
+
+    Args:
+        min_count: Minimum number of training texts a word must appear in.
+        max_words: Vocabulary cap (most frequent words kept).
+        max_length: Sequences are cut to this many tokens.
+    """
+
+    PAD, OOV = 0, 1
+
+    def __init__(
+        self, *, min_count: int = 2, max_words: int = 5000, max_length: int = 48
+    ) -> None:
+        self.min_count = min_count
+        self.max_words = max_words
+        self.max_length = max_length
+
+    def fit(self, texts) -> TokenVocabulary:
+        """Learns the vocabulary and the sequence length from the training texts."""
+        documents = [tokenize(t) for t in texts if t]
+        counts: dict[str, int] = {}
+        for words in documents:
+            for word in set(words):
+                counts[word] = counts.get(word, 0) + 1
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min(self.min_count, len(documents))),
+            key=lambda w: (-counts[w], w),
+        )[: self.max_words]
+        self.vocabulary_ = {word: i + 2 for i, word in enumerate(kept)}
+        longest = max((len(words) for words in documents), default=0)
+        self.length_ = min(self.max_length, longest)
+        return self
+
+    def transform(self, texts) -> np.ndarray:
+        """Token ids ``(n_texts, length_)``, int32, zero-padded at the end."""
+        texts = list(texts)
+        ids = np.zeros((len(texts), self.length_), np.int32)
+        for row, text in enumerate(texts):
+            words = tokenize(text)[: self.length_]
+            ids[row, : len(words)] = [self.vocabulary_.get(w, self.OOV) for w in words]
+        return ids

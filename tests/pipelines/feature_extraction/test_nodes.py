@@ -16,8 +16,11 @@ from multimodal_fusion.pipelines.feature_extraction.nodes import (
     featurize_texts,
     fit_audio_standardizer,
     fit_text_featurizer,
+    fit_token_vocabulary,
     standardize_audio_features,
+    tokenize_texts,
 )
+from multimodal_fusion.text import tokenize
 
 AUDIO = {
     "n_fft": 512,
@@ -90,6 +93,39 @@ def _standardize(tmp_path, contacts, raw):
     standardizer = fit_audio_standardizer(contacts, raw)
     chunks = standardize_audio_features(raw, standardizer)
     return standardizer, _stream(chunks, tmp_path / "audio_features")
+
+
+def test_token_vocabulary_comes_from_the_training_split_only():
+    params = {"min_count": 1, "max_words": 100, "max_length": 5}
+    vocabulary = fit_token_vocabulary(_contacts(), params)
+    # Ids by decreasing training frequency, ties alphabetical; 0 pads, 1 is OOV.
+    assert vocabulary.vocabulary_ == {"card": 2, "arrived": 3, "lost": 4}
+    tokens = tokenize_texts(_contacts(), vocabulary)
+    assert tokens["ids"].tolist() == ["a", "b", "c", "d"]
+    assert tokens["tokens"].tolist() == [[4, 2], [2, 3], [1, 1], [0, 0]]
+    assert tokens["tokens"].dtype == np.int32
+    assert tokens["present"].tolist() == [True, True, True, False]
+
+
+def test_token_sequences_are_cut_and_rare_words_left_out():
+    contacts = _contacts().assign(
+        text=["card card lost now", "card arrived", "", "new card please"],
+        split="train",
+        has_text=[True, True, False, True],
+    )
+    vocabulary = fit_token_vocabulary(
+        contacts, {"min_count": 2, "max_words": 100, "max_length": 3}
+    )
+    assert vocabulary.vocabulary_ == {"card": 2}
+    assert vocabulary.length_ == 3
+    assert tokenize_texts(contacts, vocabulary)["tokens"][0].tolist() == [2, 2, 1]
+    assert tokenize("[EMAIL] it's 42 times!") == ["[EMAIL]", "it's", "42", "times"]
+
+
+def test_no_text_at_all_gives_zero_length_sequences():
+    contacts = _contacts().assign(has_text=False, text="")
+    vocabulary = fit_token_vocabulary(contacts, {})
+    assert tokenize_texts(contacts, vocabulary)["tokens"].shape == (4, 0)
 
 
 def test_audio_features_cover_every_contact_and_only_load_its_clips(tmp_path):

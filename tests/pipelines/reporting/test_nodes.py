@@ -37,11 +37,18 @@ SUMMARY = {
     },
 }
 ALIGNMENT = {
-    "method": "cca",
-    "status": "evaluated",
-    "n_components": 4,
-    "n_pairs": 5,
-    "text_to_audio": {"recall@1": {"model": 0.4, "random": 0.2}},
+    "cca_alignment": {
+        "method": "cca",
+        "status": "evaluated",
+        "n_components": 4,
+        "n_pairs": 5,
+        "text_to_audio": {"recall@1": {"model": 0.4, "random": 0.2}},
+    },
+    "deep_alignment": {
+        "method": "contrastive",
+        "status": "skipped",
+        "reason": "too few rows with both modalities",
+    },
 }
 
 
@@ -119,6 +126,9 @@ def test_summary_shows_counts_table_and_verdict():
     assert "skipped: no pairs" in text
     assert "gain +0.200" in text
     assert "1 × raw_audio: silent audio" in text
+    assert "cca_alignment (cca, 4 dims, 5 test pairs)" in text
+    assert "recall@1 0.400 (random 0.200)" in text
+    assert "deep_alignment" not in text
 
 
 def test_plots():

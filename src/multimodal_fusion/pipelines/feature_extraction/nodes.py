@@ -1,6 +1,6 @@
-"""Per-modality features: TF-IDF for text, log-mel frames and pooled statistics
-for audio. Everything learned from data (vocabulary, idf, scalers) is fit on the
-training split only.
+"""Per-modality features: TF-IDF and token-id sequences for text, log-mel frames
+and pooled statistics for audio. Everything learned from data (vocabularies, idf,
+scalers) is fit on the training split only.
 
 Feature sets are dicts aligned with ``contacts`` row by row: ``ids``, the feature
 matrices, and ``present`` (whether the row has that modality).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from multimodal_fusion.audio_features import (
 from multimodal_fusion.datasets import ArrayChunk, AudioClip
 from multimodal_fusion.datasets.array_folder_dataset import read_rows
 from multimodal_fusion.parallel import map_batches
-from multimodal_fusion.text import TextFeaturizer
+from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ BLOCK_BYTES = 16 * 2**20
 
 def _train_rows(contacts: pd.DataFrame, flag: str) -> pd.Series:
     return (contacts["split"] == "train") & contacts[flag]
+
+
+def _train_texts(contacts: pd.DataFrame) -> pd.Series:
+    return contacts.loc[_train_rows(contacts, "has_text"), "text"]
+
+
+def _texts(contacts: pd.DataFrame) -> pd.Series:
+    """Every contact's text, empty where it has none."""
+    return contacts["text"].where(contacts["has_text"], "")
 
 
 def fit_text_featurizer(
@@ -51,7 +60,7 @@ def fit_text_featurizer(
     Returns:
         The fitted featurizer (zero features when no training row has text).
     """
-    texts = contacts.loc[_train_rows(contacts, "has_text"), "text"]
+    texts = _train_texts(contacts)
     featurizer = TextFeaturizer(**params).fit(texts)
     logger.info(
         "Text vocabulary: %d features from %d texts", featurizer.n_features_, len(texts)
@@ -69,7 +78,43 @@ def featurize_texts(
     """
     return {
         "ids": contacts["id"].to_numpy(),
-        "tfidf": featurizer.transform(contacts["text"].where(contacts["has_text"], "")),
+        "tfidf": featurizer.transform(_texts(contacts)),
+        "present": contacts["has_text"].to_numpy(),
+    }
+
+
+def fit_token_vocabulary(
+    contacts: pd.DataFrame, params: dict[str, Any]
+) -> TokenVocabulary:
+    """Fits the word vocabulary of the sequence models on the training texts.
+
+    Args:
+        contacts: Split contacts.
+        params: ``TokenVocabulary`` hyperparameters.
+
+    Returns:
+        The fitted vocabulary (empty when no training row has text).
+    """
+    vocabulary = TokenVocabulary(**params).fit(_train_texts(contacts))
+    logger.info(
+        "Token vocabulary: %d words, sequences of %d tokens",
+        len(vocabulary.vocabulary_),
+        vocabulary.length_,
+    )
+    return vocabulary
+
+
+def tokenize_texts(
+    contacts: pd.DataFrame, vocabulary: TokenVocabulary
+) -> dict[str, Any]:
+    """Padded token ids for every contact (all padding where text is missing).
+
+    Returns:
+        ``{"ids", "tokens" (int32, n × length), "present"}``.
+    """
+    return {
+        "ids": contacts["id"].to_numpy(),
+        "tokens": vocabulary.transform(_texts(contacts)),
         "present": contacts["has_text"].to_numpy(),
     }
 
@@ -224,6 +269,47 @@ def standardize_audio_features(
             "frames": pad_frames(frames, block[2], width),
         }
         yield ArrayChunk(arrays, first=start == 0, last=stop == len(n_frames))
+
+
+def audio_features_like(  # noqa: PLR0913
+    contacts: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    params: dict[str, Any],
+    sample_rate: int,
+    standardizer: AudioStandardizer,
+    like: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Standardised audio features of a small set of contacts, in memory, with
+    the widths of the feature set ``like`` (the one the models were built on).
+
+    The same path as ``extract_audio_features`` then
+    ``standardize_audio_features``, for rows made up after the fact: augmented
+    training copies, perturbed test rows. Frames are cut or zero-padded to
+    ``like``'s frame count.
+    """
+    raw = gather_chunks(extract_audio_features(contacts, clean_audio, params, sample_rate))
+    n, (_, width, bands) = len(contacts), like["frames"].shape
+    frames = np.zeros((n, width, bands), np.float32)
+    pooled = np.zeros((n, like["pooled"].shape[1]), np.float32)
+    n_frames = np.minimum(raw["n_frames"], width)
+    if raw["present"].any():
+        scaled = gather_chunks(standardize_audio_features(raw, standardizer))
+        steps = min(width, scaled["frames"].shape[1])
+        frames[:, :steps] = scaled["frames"][:, :steps]
+        pooled = scaled["pooled"]
+    return {
+        "ids": raw["ids"],
+        "present": raw["present"],
+        "n_frames": n_frames,
+        "pooled": pooled,
+        "frames": frames,
+    }
+
+
+def gather_chunks(chunks: Iterable[ArrayChunk]) -> dict[str, np.ndarray]:
+    """A streamed feature set concatenated in memory, key by key."""
+    parts = [chunk.arrays for chunk in chunks]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _blocks(features: dict[str, Any], width: int | None = None):

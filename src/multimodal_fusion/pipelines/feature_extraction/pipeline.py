@@ -7,7 +7,9 @@ from .nodes import (
     featurize_texts,
     fit_audio_standardizer,
     fit_text_featurizer,
+    fit_token_vocabulary,
     standardize_audio_features,
+    tokenize_texts,
 )
 
 
@@ -25,6 +27,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["contacts", "text_featurizer"],
                 "text_features",
                 name="featurize_texts",
+            ),
+            Node(
+                fit_token_vocabulary,
+                ["contacts", "params:feature_extraction.tokens"],
+                "token_vocabulary",
+                name="fit_token_vocabulary",
+            ),
+            Node(
+                tokenize_texts,
+                ["contacts", "token_vocabulary"],
+                "text_tokens",
+                name="tokenize_texts",
             ),
             Node(
                 extract_audio_features,

@@ -1,115 +1,281 @@
-"""Model inputs, linear alignment (CCA), and training and evaluation of one model
-variant. The variant nodes are instantiated once per namespace in pipeline.py.
+"""Model inputs, augmented training copies, alignments (CCA and contrastive), and
+training and evaluation of one model variant. The alignment and variant nodes are
+instantiated once per namespace in pipeline.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.metrics import accuracy_score, f1_score
 
-from multimodal_fusion.alignment import CCAAlignment, paired_rows, retrieval_recall
-from multimodal_fusion.fusion import FusionClassifier
+from multimodal_fusion.alignment import (
+    CCAAlignment,
+    ContrastiveAlignment,
+    paired_rows,
+    retrieval_recall,
+)
+from multimodal_fusion.audio_features import AudioStandardizer
+from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.fusion import (
+    FusionClassifier,
+    LateFusionClassifier,
+    blank_modality,
+    make_classifier,
+    nonzero_rows,
+    stack_inputs,
+)
+from multimodal_fusion.pipelines.feature_extraction.nodes import (
+    audio_features_like,
+)
+from multimodal_fusion.robustness.audio_robust import augment_clip
+from multimodal_fusion.robustness.text_robust import augment_text
+from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "audio")
+ALIGNMENT_METHODS = {"cca": CCAAlignment, "contrastive": ContrastiveAlignment}
+Alignment = CCAAlignment | ContrastiveAlignment
+Classifier = FusionClassifier | LateFusionClassifier
+
+
+def _split_part(rows, contacts, text_features, text_tokens, audio_features) -> dict:
+    return {
+        "ids": contacts["id"].to_numpy()[rows],
+        "y": contacts["label"].to_numpy()[rows],
+        "inputs": {
+            "text": text_features["tfidf"][rows],
+            "text_tokens": text_tokens["tokens"][rows],
+            "audio": audio_features["pooled"][rows],
+            "audio_frames": audio_features["frames"][rows],
+        },
+        "has": {
+            "text": text_features["present"][rows],
+            "audio": audio_features["present"][rows],
+        },
+    }
 
 
 def build_model_inputs(
     contacts: pd.DataFrame,
     text_features: dict[str, Any],
+    text_tokens: dict[str, Any],
     audio_features: dict[str, Any],
+    augmented_train: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per split: ids, labels, modality matrices and presence flags.
 
+    Args:
+        contacts: Split contacts.
+        text_features, text_tokens, audio_features: Feature sets aligned with
+            ``contacts`` row by row.
+        augmented_train: Augmented copies of the training rows, as a split (see
+            :func:`augment_training_split`), if any.
+
     Returns:
-        ``{split: {"ids", "y", "inputs": {"text", "audio", "audio_frames"},
-        "has": {"text", "audio"}}}`` for train, val and test.
+        ``{split: {"ids", "y", "inputs": {"text", "text_tokens", "audio",
+        "audio_frames"}, "has": {"text", "audio"}}}`` for train, val, test and,
+        given augmented rows, ``train_augmented``.
     """
-    if not (text_features["ids"] == contacts["id"].to_numpy()).all():
-        raise ValueError("text_features rows are not aligned with contacts")
-    if not (audio_features["ids"] == contacts["id"].to_numpy()).all():
-        raise ValueError("audio_features rows are not aligned with contacts")
-    model_inputs = {}
-    for split in SPLITS:
-        rows = np.flatnonzero(contacts["split"].to_numpy() == split)
-        model_inputs[split] = {
-            "ids": contacts["id"].to_numpy()[rows],
-            "y": contacts["label"].to_numpy()[rows],
-            "inputs": {
-                "text": text_features["tfidf"][rows],
-                "audio": audio_features["pooled"][rows],
-                "audio_frames": audio_features["frames"][rows],
-            },
-            "has": {
-                "text": text_features["present"][rows],
-                "audio": audio_features["present"][rows],
-            },
-        }
+    features = {
+        "text_features": text_features,
+        "text_tokens": text_tokens,
+        "audio_features": audio_features,
+    }
+    for name, feature_set in features.items():
+        if not np.array_equal(feature_set["ids"], contacts["id"].to_numpy()):
+            raise ValueError(
+                f"{name} rows are not aligned with contacts: rerun the "
+                "feature_extraction pipeline on the current contacts"
+            )
+    model_inputs = {
+        split: _split_part(
+            np.flatnonzero(contacts["split"].to_numpy() == split),
+            contacts,
+            text_features,
+            text_tokens,
+            audio_features,
+        )
+        for split in SPLITS
+    }
+    if augmented_train is not None and len(augmented_train["y"]):
+        model_inputs["train_augmented"] = augmented_train
     return model_inputs
+
+
+def augment_training_split(
+    *,
+    contacts: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    text_featurizer: TextFeaturizer,
+    token_vocabulary: TokenVocabulary,
+    audio_standardizer: AudioStandardizer,
+    audio_features: dict[str, Any],
+    params: dict[str, Any],
+    feature_params: dict[str, Any],
+    sample_rate: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Randomly perturbed copies of the training rows, featurised like them.
+
+    Each copy perturbs every training message (word dropout, typos) and clip
+    (speed, time shift, gain, noise at a random SNR), then computes the same
+    features with the fitted featurizers; variants with ``augment: true`` train
+    on these rows as well. Rows keep their modalities and labels.
+
+    Args:
+        contacts: Split contacts.
+        clean_audio: Prepared clips by id, loaded lazily.
+        text_featurizer, token_vocabulary, audio_standardizer: Fitted on train.
+        audio_features: The contacts' audio features (for the widths).
+        params: ``copies`` (0 disables), ``text`` (see
+            :func:`~multimodal_fusion.robustness.text_robust.augment_text`) and
+            ``audio`` (see
+            :func:`~multimodal_fusion.robustness.audio_robust.augment_clip`).
+        feature_params: The ``feature_extraction.audio`` parameters.
+        sample_rate: Rate the clips were prepared at.
+        seed: The project seed.
+
+    Returns:
+        A split ``{"ids", "y", "inputs", "has"}`` of ``copies`` × n_train rows;
+        ids are ``<id>#aug<k>``.
+    """
+    rng = np.random.default_rng([seed, 1])
+    train = contacts[contacts["split"] == "train"]
+    augmented = pd.concat(
+        [train.iloc[:0]]
+        + [train.assign(id=train["id"] + f"#aug{k}") for k in range(params["copies"])],
+        ignore_index=True,
+    )
+    augmented["text"] = [
+        augment_text(text, rng, params["text"]) if has else text
+        for text, has in zip(augmented["text"], augmented["has_text"], strict=True)
+    ]
+    clips = _augmented_clips(augmented["id"], clean_audio, params["audio"], rng)
+    audio = audio_features_like(
+        augmented, clips, feature_params, sample_rate, audio_standardizer, audio_features
+    )
+    texts = augmented["text"].where(augmented["has_text"], "")
+    tfidf = (
+        text_featurizer.transform(texts)
+        if len(texts)  # scikit-learn refuses to transform no text at all
+        else sparse.csr_matrix((0, text_featurizer.n_features_), dtype=np.float32)
+    )
+    text_features = {"tfidf": tfidf, "present": augmented["has_text"].to_numpy()}
+    tokens = {"tokens": token_vocabulary.transform(texts)}
+    logger.info("Augmented training split: %d rows", len(augmented))
+    return _split_part(
+        np.arange(len(augmented)), augmented, text_features, tokens, audio
+    )
+
+
+def _augmented_clips(
+    ids: pd.Series,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    params: dict[str, Any],
+    rng: np.random.Generator,
+) -> dict[str, Callable[[], AudioClip]]:
+    """Lazy loaders of perturbed clips for augmented ids ``<id>#aug<k>``; each
+    clip gets its own seed, so it is the same whenever it is loaded."""
+
+    def loader(source: str, clip_seed: int) -> Callable[[], AudioClip]:
+        def load() -> AudioClip:
+            clip_rng = np.random.default_rng(clip_seed)
+            return augment_clip(clean_audio[source](), clip_rng, params)
+
+        return load
+
+    return {cid: loader(cid.split("#")[0], int(rng.integers(2**32))) for cid in ids}
+
+
+def _paired(part: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+    """The inputs and labels of a split's rows that have both text and audio."""
+    rows = paired_rows(
+        part["has"]["text"], part["has"]["audio"], part["inputs"]["text"]
+    )
+    return {name: matrix[rows] for name, matrix in part["inputs"].items()}, part["y"][
+        rows
+    ]
 
 
 def fit_alignment(
     model_inputs: dict[str, Any], params: dict[str, Any], seed: int
-) -> CCAAlignment:
-    """Fits CCA on the training rows that have both text and audio."""
-    train = model_inputs["train"]
-    rows = paired_rows(
-        train["has"]["text"], train["has"]["audio"], train["inputs"]["text"]
+) -> Alignment:
+    """Fits an alignment on the training rows that have both text and audio.
+
+    Args:
+        model_inputs: Splits from :func:`build_model_inputs`.
+        params: ``method`` (``cca`` or ``contrastive``) and the hyperparameters
+            of :class:`CCAAlignment` or :class:`ContrastiveAlignment`.
+        seed: The project seed.
+
+    Returns:
+        The fitted alignment (``n_components_`` 0 when there were too few pairs).
+    """
+    params = dict(params)
+    method = params.pop("method")
+    if method not in ALIGNMENT_METHODS:
+        raise ValueError(
+            f"Unknown alignment method '{method}' in parameters_modeling.yml; "
+            f"choose one of {sorted(ALIGNMENT_METHODS)}."
+        )
+    train, train_y = _paired(model_inputs["train"])
+    alignment = ALIGNMENT_METHODS[method](**params, seed=seed).fit(
+        train, train_y, validation=_paired(model_inputs["val"])
     )
-    text, audio = train["inputs"]["text"][rows], train["inputs"]["audio"][rows]
-    alignment = CCAAlignment(**params, seed=seed).fit(text, audio)
     logger.info(
-        "CCA alignment: %d components from %d paired rows",
+        "%s alignment: %d dimensions from %d paired rows",
+        method,
         alignment.n_components_,
-        int(rows.sum()),
+        len(train_y),
     )
     return alignment
 
 
-def align_inputs(
-    model_inputs: dict[str, Any], alignment: CCAAlignment
-) -> dict[str, Any]:
+def align_inputs(model_inputs: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
     """The same splits with each modality projected into the common space.
 
-    A row missing a modality keeps zeros for it in the common space too.
+    A row missing a modality (or whose text has no known term) keeps zeros for
+    it in the common space too.
     """
     aligned = {}
     for split, part in model_inputs.items():
-        text_z, audio_z = alignment.transform(
-            part["inputs"]["text"], part["inputs"]["audio"]
-        )
-        text_z[~part["has"]["text"]] = 0
+        text_z, audio_z = alignment.transform(part["inputs"])
+        text_z[~(part["has"]["text"] & nonzero_rows(part["inputs"]["text"]))] = 0
         audio_z[~part["has"]["audio"]] = 0
         aligned[split] = {**part, "inputs": {"text": text_z, "audio": audio_z}}
     return aligned
 
 
 def evaluate_alignment(
-    aligned_inputs: dict[str, Any], alignment: CCAAlignment, recall_at: list[int]
+    aligned_inputs: dict[str, Any], alignment: Alignment, recall_at: list[int]
 ) -> dict[str, Any]:
     """Cross-modal retrieval Recall@k on the test rows with both modalities.
 
     Args:
         aligned_inputs: Output of :func:`align_inputs`.
-        alignment: The fitted alignment (for its size).
+        alignment: The fitted alignment (for its method and size).
         recall_at: The k values of Recall@k.
 
     Returns:
-        ``{"method", "n_components", "n_pairs", "status", "text_to_audio",
-        "audio_to_text"}`` with model and random-baseline Recall@k and
-        label_match@1 per direction.
+        ``{"method", "n_components", "n_pairs", "status", "train_seconds",
+        "text_to_audio", "audio_to_text"}`` with model and random-baseline
+        Recall@k and label_match@1 per direction.
     """
     test = aligned_inputs["test"]
-    rows = test["has"]["text"] & test["has"]["audio"]
+    rows = paired_rows(
+        test["has"]["text"], test["has"]["audio"], test["inputs"]["text"]
+    )
     text_z, audio_z = test["inputs"]["text"][rows], test["inputs"]["audio"][rows]
     result = {
-        "method": "cca",
+        "method": alignment.method,
         "n_components": int(alignment.n_components_),
         "n_pairs": int(rows.sum()),
     }
@@ -124,6 +290,7 @@ def evaluate_alignment(
     return {
         **result,
         "status": "evaluated",
+        "train_seconds": round(alignment.train_seconds_, 2),
         "text_to_audio": retrieval_recall(text_z, audio_z, ks, labels),
         "audio_to_text": retrieval_recall(audio_z, text_z, ks, labels),
     }
@@ -131,20 +298,34 @@ def evaluate_alignment(
 
 def train_classifier(
     model_inputs: dict[str, Any], params: dict[str, Any], seed: int
-) -> FusionClassifier:
+) -> Classifier:
     """Trains one variant on the train split, early-stopping on val.
 
     Args:
         model_inputs: Splits from :func:`build_model_inputs` or :func:`align_inputs`.
-        params: ``FusionClassifier`` hyperparameters incl. ``modalities``.
+        params: The variant's estimator hyperparameters incl. ``modalities`` and
+            ``fusion`` (see :func:`multimodal_fusion.fusion.make_classifier`),
+            and ``augment``: whether to train on the ``train_augmented`` rows too.
         seed: The project seed.
 
     Returns:
         The fitted classifier (``skipped_reason_`` set when it had no data).
     """
+    params = dict(params)
     train, val = model_inputs["train"], model_inputs["val"]
-    model = FusionClassifier(**params, seed=seed)
-    model.fit(train["inputs"], train["y"], validation=(val["inputs"], val["y"]))
+    inputs, y = train["inputs"], train["y"]
+    augmented = model_inputs.get("train_augmented")
+    if params.pop("augment", False):
+        if augmented is None or not len(augmented["y"]):
+            logger.warning(
+                "augment is true but there are no augmented rows "
+                "(modeling.augmentation.copies is 0): training on the originals only"
+            )
+        else:
+            inputs = stack_inputs(inputs, augmented["inputs"])
+            y = np.concatenate([y, augmented["y"]])
+    model = make_classifier(params, seed)
+    model.fit(inputs, y, validation=(val["inputs"], val["y"]))
     if model.skipped_reason_:
         logger.warning(
             "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
@@ -152,18 +333,43 @@ def train_classifier(
     return model
 
 
-def _macro_f1(model: FusionClassifier, part: dict[str, Any]) -> float:
-    return float(f1_score(part["y"], model.predict(part["inputs"]), average="macro"))
+def _scores(y, predicted) -> dict[str, float]:
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, average="macro")),
+    }
+
+
+def _by_available_modalities(has: dict[str, np.ndarray], y, predicted) -> dict:
+    """Test rows and accuracy per combination of available modalities."""
+    groups = {
+        "text_and_audio": has["text"] & has["audio"],
+        "text_only": has["text"] & ~has["audio"],
+        "audio_only": ~has["text"] & has["audio"],
+    }
+    return {
+        name: {
+            "n": int(rows.sum()),
+            "accuracy": float(np.mean(y[rows] == predicted[rows]))
+            if rows.any()
+            else None,
+        }
+        for name, rows in groups.items()
+    }
 
 
 def evaluate_classifier(
-    model: FusionClassifier, model_inputs: dict[str, Any]
+    model: Classifier, model_inputs: dict[str, Any]
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Test-split metrics and per-contact predictions of one variant.
 
+    Every test row is predicted, whichever modalities it has.
+
     Returns:
-        Metrics (``accuracy``, ``macro_f1``, ``modalities``, ``split_sizes``,
-        training figures; ``status``) and the test predictions
+        Metrics (``accuracy``, ``macro_f1``, ``val_macro_f1``, ``modalities``,
+        ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
+        for models of several modalities ``blanked``: test scores with one
+        modality blanked in every row) and the test predictions
         ``id,label,predicted,confidence,has_text,has_audio``.
     """
     sizes = {split: len(model_inputs[split]["y"]) for split in SPLITS}
@@ -180,16 +386,27 @@ def evaluate_classifier(
         return metrics, pd.DataFrame(columns=["id", "label", "predicted", "confidence"])
     proba = model.predict_proba(test["inputs"])
     predicted = model.classes_[proba.argmax(axis=1)]
+    val = model_inputs["val"]
     metrics = {
         **base,
         "status": "trained",
-        "accuracy": float(accuracy_score(test["y"], predicted)),
-        "macro_f1": float(f1_score(test["y"], predicted, average="macro")),
-        "val_macro_f1": _macro_f1(model, model_inputs["val"]),
+        **_scores(test["y"], predicted),
+        "val_macro_f1": _scores(val["y"], model.predict(val["inputs"]))["macro_f1"],
+        "train_rows": model.n_train_rows_,
         "n_params": model.n_params_,
-        "epochs": len(model.history_["loss"]),
+        "epochs": model.epochs_,
         "train_seconds": round(model.train_seconds_, 2),
+        "by_available_modalities": _by_available_modalities(
+            test["has"], test["y"], predicted
+        ),
     }
+    if len(model.modalities_) > 1:
+        metrics["blanked"] = {
+            modality: _scores(
+                test["y"], model.predict(blank_modality(test["inputs"], modality))
+            )
+            for modality in model.modalities_
+        }
     predictions = pd.DataFrame(
         {
             "id": test["ids"],
@@ -201,3 +418,8 @@ def evaluate_classifier(
         }
     )
     return metrics, predictions
+
+
+def collect_alignment_metrics(**alignments: dict[str, Any]) -> dict[str, Any]:
+    """The retrieval metrics of every alignment, by alignment name."""
+    return alignments

@@ -1,16 +1,26 @@
-"""Wiring of the modeling pipeline: model inputs, CCA alignment, and one
-training/evaluation pipeline instantiated under a namespace per model variant."""
+"""Wiring of the modeling pipeline: model inputs, one alignment pipeline per
+alignment method and one training/evaluation pipeline per model variant, each
+instantiated under its own namespace."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     align_inputs,
+    augment_training_split,
     build_model_inputs,
+    collect_alignment_metrics,
     evaluate_alignment,
     evaluate_classifier,
     fit_alignment,
     train_classifier,
 )
+
+# Alignment (namespace; parameters under ``modeling.alignments.<alignment>``) →
+# the dataset it publishes the inputs projected into its common space to.
+ALIGNMENTS = {
+    "cca_alignment": "cca_aligned_inputs",
+    "deep_alignment": "deep_aligned_inputs",
+}
 
 # Model variant (namespace) → the model-input dataset it trains on. Its
 # hyperparameters live under the same key in parameters_modeling.yml.
@@ -18,14 +28,44 @@ VARIANT_INPUTS = {
     "text_only": "model_inputs",
     "audio_only": "model_inputs",
     "early_fusion": "model_inputs",
-    "aligned_fusion": "aligned_inputs",
+    "late_fusion": "model_inputs",
+    "gated_fusion": "model_inputs",
+    "attention_fusion": "model_inputs",
+    "aligned_fusion": "cca_aligned_inputs",
+    "deep_aligned_fusion": "deep_aligned_inputs",
 }
 
 
 def variant_output(variant: str, name: str) -> str:
-    """The dataset a variant publishes its output ``name`` to, outside its
-    namespace (``metrics``, ``test_predictions``)."""
+    """The dataset a variant (or alignment) publishes its output ``name`` to,
+    outside its namespace (``metrics``, ``test_predictions``)."""
     return f"{variant}_{name}"
+
+
+def alignment_pipeline() -> Pipeline:
+    """Fit, apply and evaluate one alignment; namespaced once per alignment."""
+    return Pipeline(
+        [
+            Node(
+                fit_alignment,
+                ["model_inputs", "params:alignment", "params:seed"],
+                "model",
+                name="fit_alignment",
+            ),
+            Node(
+                align_inputs,
+                ["model_inputs", "model"],
+                "aligned_inputs",
+                name="align_inputs",
+            ),
+            Node(
+                evaluate_alignment,
+                ["aligned_inputs", "model", "params:modeling.recall_at"],
+                "metrics",
+                name="evaluate_alignment",
+            ),
+        ]
+    )
 
 
 def variant_pipeline() -> Pipeline:
@@ -49,32 +89,64 @@ def variant_pipeline() -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    shared = Pipeline(
+    inputs = Pipeline(
         [
             Node(
+                augment_training_split,
+                {
+                    "contacts": "contacts",
+                    "clean_audio": "clean_audio",
+                    "text_featurizer": "text_featurizer",
+                    "token_vocabulary": "token_vocabulary",
+                    "audio_standardizer": "audio_standardizer",
+                    "audio_features": "audio_features",
+                    "params": "params:modeling.augmentation",
+                    "feature_params": "params:feature_extraction.audio",
+                    "sample_rate": "params:data_processing.audio.sample_rate",
+                    "seed": "params:seed",
+                },
+                "augmented_train",
+                name="augment_training_split",
+            ),
+            Node(
                 build_model_inputs,
-                ["contacts", "text_features", "audio_features"],
+                [
+                    "contacts",
+                    "text_features",
+                    "text_tokens",
+                    "audio_features",
+                    "augmented_train",
+                ],
                 "model_inputs",
                 name="build_model_inputs",
             ),
+        ]
+    )
+    alignments = [
+        Pipeline(
+            alignment_pipeline(),
+            namespace=alignment,
+            inputs={"model_inputs": "model_inputs"},
+            outputs={
+                "aligned_inputs": aligned_inputs,
+                "metrics": variant_output(alignment, "metrics"),
+            },
+            parameters={
+                "params:alignment": f"params:modeling.alignments.{alignment}",
+                "params:seed": "params:seed",
+                "params:modeling.recall_at": "params:modeling.recall_at",
+            },
+        )
+        for alignment, aligned_inputs in ALIGNMENTS.items()
+    ]
+    collected = Pipeline(
+        [
             Node(
-                fit_alignment,
-                ["model_inputs", "params:modeling.cca", "params:seed"],
-                "cca_alignment",
-                name="fit_alignment",
-            ),
-            Node(
-                align_inputs,
-                ["model_inputs", "cca_alignment"],
-                "aligned_inputs",
-                name="align_inputs",
-            ),
-            Node(
-                evaluate_alignment,
-                ["aligned_inputs", "cca_alignment", "params:modeling.recall_at"],
+                collect_alignment_metrics,
+                {alignment: variant_output(alignment, "metrics") for alignment in ALIGNMENTS},
                 "alignment_metrics",
-                name="evaluate_alignment",
-            ),
+                name="collect_alignment_metrics",
+            )
         ]
     )
     variants = [
@@ -90,4 +162,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
         for variant, source in VARIANT_INPUTS.items()
     ]
-    return shared + sum(variants, Pipeline([]))
+    return inputs + sum(alignments + variants, Pipeline([])) + collected

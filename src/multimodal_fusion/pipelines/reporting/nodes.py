@@ -93,7 +93,7 @@ def collect_metrics(
     alignment_metrics: dict[str, Any],
     **variant_metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """One key per model variant, plus alignment, data counts and the verdict.
+    """One key per model variant, plus alignments, data counts and the verdict.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
@@ -231,12 +231,13 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             f"gain {metrics['fusion_gain_macro_f1']:+.3f} on the test split."
         )
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
-    alignment = metrics["alignment"]
-    if alignment["status"] == "evaluated":
+    for name, alignment in metrics["alignment"].items():
+        if alignment["status"] != "evaluated":
+            continue
         recall = alignment["text_to_audio"]
         lines += [
             "",
-            f"CCA alignment ({alignment['n_components']} dims, "
+            f"{name} ({alignment['method']}, {alignment['n_components']} dims, "
             f"{alignment['n_pairs']} test pairs), text→audio retrieval: "
             + ", ".join(
                 f"{k} {v['model']:.3f} (random {v['random']:.3f})"
@@ -564,18 +565,29 @@ def _complexity_section(metrics) -> str:
 
 
 def _alignment_section(metrics) -> str:
-    alignment = metrics["alignment"]
-    if alignment["status"] != "evaluated":
-        return H.paragraph(f"Alignment skipped: {alignment.get('reason')}.")
-    rows = [
-        [direction, k, v["model"], v["random"]]
-        for direction in ("text_to_audio", "audio_to_text")
-        for k, v in alignment.get(direction, {}).items()
-    ]
-    return H.paragraph(
-        f"{alignment['method']} alignment, {alignment['n_components']} dimensions, "
-        f"{alignment['n_pairs']} test pairs."
-    ) + H.table(rows, ["direction", "score", "model", "random"])
+    """One paragraph per alignment, then their retrieval scores in one table."""
+    notes, rows = [], []
+    for name, alignment in metrics["alignment"].items():
+        if alignment["status"] != "evaluated":
+            notes.append(H.paragraph(f"{name} skipped: {alignment.get('reason')}."))
+            continue
+        notes.append(
+            H.paragraph(
+                f"{name}: {alignment['method']}, {alignment['n_components']} "
+                f"dimensions, {alignment['n_pairs']} test pairs."
+            )
+        )
+        rows += [
+            [name, direction, k, v["model"], v["random"]]
+            for direction in ("text_to_audio", "audio_to_text")
+            for k, v in alignment.get(direction, {}).items()
+        ]
+    table = (
+        H.table(rows, ["alignment", "direction", "score", "model", "random"])
+        if rows
+        else ""
+    )
+    return "".join(notes) + table
 
 
 def _history_section(run_history, figures) -> str:
