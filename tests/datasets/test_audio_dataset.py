@@ -366,3 +366,26 @@ def test_remote_folder_builds_each_clip_dataset_lazily(tmp_path):
     assert sources["b"]().sample_rate == 8000
     assert sources["a"].info().frames == 4000
     assert sum(len(b) for b in sources["a"].blocks(1000)) == 4000
+
+
+def test_folder_refusals_hold_in_subfolders_and_through_a_linked_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sf.write(outside / "secret.wav", _tone(), 16000)
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    sf.write(real / "top.wav", _tone(), 16000)
+    sf.write(real / "sub" / "deep.wav", _tone(), 16000)
+    (real / "sub" / "out.wav").symlink_to(outside / "secret.wav")
+    (real / "sub" / "up.wav").symlink_to(real / "top.wav")
+    (tmp_path / "linked").symlink_to(real)  # the folder itself may be a link
+    for folder in (real, tmp_path / "linked"):
+        sources = AudioFolderDataset(path=str(folder)).load()
+        refusals = {k: s.refusal and s.refusal[0] for k, s in sources.items()}
+        assert refusals == {
+            "top.wav": None,
+            "sub/deep.wav": None,
+            "sub/up.wav": None,
+            "sub/out.wav": "outside_root",
+        }
+        assert sources["sub/up.wav"]().sample_rate == 16000

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from functools import partial
@@ -204,10 +205,11 @@ class AudioFolderDataset(PartitionedDataset):
     def load(self) -> dict[str, AudioSource]:
         self._invalidate_caches()
         local_load_args = self._local_load_args()
+        refusal_of = self._refusals()
         sources = {}
         for path in self._list_partitions():
             key = self._path_to_partition(path)
-            refusal = self._refusal(path)
+            refusal = refusal_of(path)
             if local_load_args is not None:
                 sources[key] = AudioSource(
                     key, None, refusal, path=path, load_args=local_load_args
@@ -280,25 +282,41 @@ class AudioFolderDataset(PartitionedDataset):
     def _marker_path(self) -> str:
         return self._sep.join([self._path_on_fs(), SAVING_MARKER])
 
-    def _refusal(self, path: str) -> tuple[str, str] | None:
-        """Why a listed file must not be read (local folders only)."""
+    def _refusals(self) -> Callable[[str], tuple[str, str] | None]:
+        """Why a listed file must not be read (local folders only): a function
+        of the file's path, with the folder resolved once for the listing."""
         if self._protocol not in (None, "file"):
+            return lambda path: None
+        folder = self._path_on_fs()
+        root = os.path.realpath(folder)
+
+        def refusal(path: str) -> tuple[str, str] | None:
+            if os.path.dirname(path) == folder and _is_regular_file(path):
+                return None  # right in the folder and no link: one lstat suffices
+            target = os.path.realpath(path)
+            if os.path.commonpath([root, target]) != root:
+                return (
+                    "outside_root",
+                    "it is a symbolic link that leads outside the audio folder; "
+                    "copy the file into the folder instead of linking to it",
+                )
+            if not os.path.isfile(target):
+                return (
+                    "not_a_file",
+                    "it is not a regular file (a linked folder, a dangling link "
+                    "or a device); keep only audio files in the audio folder",
+                )
             return None
-        root = os.path.realpath(self._path_on_fs())
-        target = os.path.realpath(path)
-        if os.path.commonpath([root, target]) != root:
-            return (
-                "outside_root",
-                "it is a symbolic link that leads outside the audio folder; copy "
-                "the file into the folder instead of linking to it",
-            )
-        if not os.path.isfile(target):
-            return (
-                "not_a_file",
-                "it is not a regular file (a linked folder, a dangling link or a "
-                "device); keep only audio files in the audio folder",
-            )
-        return None
+
+        return refusal
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "allow_empty": self._allow_empty}
+
+
+def _is_regular_file(path: str) -> bool:
+    """Whether ``path`` itself (not what a link leads to) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
