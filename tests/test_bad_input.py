@@ -14,7 +14,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from multimodal_fusion.datasets import AudioDataset, AudioFolderDataset
+from multimodal_fusion.datasets import (
+    AudioFolderDataset,
+    audio_dataset,
+    audio_folder_dataset,
+)
 from multimodal_fusion.pipelines.data_processing.nodes import prepare_audio
 from tests.bad_input_corpus import LONG_CLIP, PII, write_corpus
 from tests.pii_scan import scan_for
@@ -28,15 +32,19 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
     project = copy_project(tmp_path_factory.mktemp("corpus") / "project")
     expected = write_corpus(project / "data" / "01_raw")
     opened: dict[str, list[str]] = {"info": [], "blocks": [], "load": []}
+    readers = {"info": "read_info", "blocks": "read_blocks", "load": "read_clip"}
     with pytest.MonkeyPatch.context() as patch:
+        # every read of a clip's file, by a dataset or a folder's source, goes
+        # through these functions: spy on them where they are looked up
         for method, calls in opened.items():
-            original = getattr(AudioDataset, method)
+            original = getattr(audio_dataset, readers[method])
 
-            def spy(self, *args, _original=original, _calls=calls, **kw):
-                _calls.append(Path(str(self._filepath)).name)
-                return _original(self, *args, **kw)
+            def spy(source, *args, _original=original, _calls=calls, **kw):
+                _calls.append(Path(str(kw.get("name") or source)).name)
+                return _original(source, *args, **kw)
 
-            patch.setattr(AudioDataset, method, spy)
+            for module in (audio_dataset, audio_folder_dataset):
+                patch.setattr(module, readers[method], spy)
         with capture_logs() as log:
             run_session(project, pipeline_name="data_processing")
     return {"project": project, **expected, "opened": opened, "log": log.text}

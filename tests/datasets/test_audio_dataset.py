@@ -246,3 +246,146 @@ def test_folder_clip_removed_after_listing_names_the_file(tmp_path):
     (tmp_path / "gone.wav").unlink()
     with pytest.raises(DatasetError, match="gone.wav"):
         clips["gone.wav"]()
+
+
+class _CountingAudioDataset(AudioDataset):
+    """An ``AudioDataset`` that records the files it was built for."""
+
+    built: list[str] = []
+
+    def __init__(self, **kwargs):
+        if kwargs["filepath"]:  # not the one the folder's repr builds
+            type(self).built.append(kwargs["filepath"])
+        super().__init__(**kwargs)
+
+
+def _write_clips(folder):
+    folder.mkdir(exist_ok=True)
+    sf.write(folder / "mono.wav", _tone(), 16000, subtype="PCM_16")
+    sf.write(folder / "stereo.wav", _tone(8000, channels=2), 8000, subtype="PCM_24")
+    sf.write(folder / "mono.flac", _tone(), 16000)
+    sf.write(folder / "stereo.flac", _tone(22050, channels=2), 22050)
+    return folder
+
+
+def test_local_folder_builds_no_dataset_per_clip(tmp_path, monkeypatch):
+    built = []
+    real_init = AudioDataset.__init__
+
+    def counting_init(self, **kwargs):
+        built.append(kwargs["filepath"])
+        real_init(self, **kwargs)
+
+    monkeypatch.setattr(AudioDataset, "__init__", counting_init)
+    sources = AudioFolderDataset(path=str(_write_clips(tmp_path))).load()
+    for source in sources.values():
+        source()
+        source.info()
+        list(source.blocks(1000))
+        pickle.loads(pickle.dumps(source))()
+    # (kedro's load logging builds one, for the folder's repr, on no file)
+    assert len(sources) == 4
+    assert not [path for path in built if str(tmp_path) in str(path)]
+
+
+def test_other_clip_datasets_are_built_on_first_use_only(tmp_path):
+    _CountingAudioDataset.built = []
+    folder = AudioFolderDataset(
+        path=str(_write_clips(tmp_path)),
+        dataset={"type": _CountingAudioDataset, "load_args": {"always_2d": True}},
+    )
+    sources = folder.load()
+    assert _CountingAudioDataset.built == []  # listing builds none
+    clip = sources["stereo.flac"]()
+    sources["stereo.flac"].info()
+    assert _CountingAudioDataset.built == [str(tmp_path / "stereo.flac")]
+    assert clip.waveform.shape == (5512, 2)
+    copy = pickle.loads(pickle.dumps(sources["stereo.flac"]))
+    assert np.array_equal(copy().waveform, clip.waveform)
+
+
+@pytest.mark.parametrize(
+    "load_args",
+    [None, {"always_2d": True}, {"dtype": "float64"}, {"dtype": "int16"}],
+)
+def test_folder_decodes_bit_for_bit_as_the_clip_dataset(tmp_path, load_args):
+    folder = _write_clips(tmp_path / "audio")
+    sources = AudioFolderDataset(
+        path=str(folder),
+        dataset={
+            "type": "multimodal_fusion.datasets.AudioDataset",
+            "load_args": load_args,
+        },
+    ).load()
+    for key in ["mono.wav", "stereo.wav", "mono.flac", "stereo.flac"]:
+        dataset = AudioDataset(filepath=str(folder / key), load_args=load_args)
+        expected = dataset.load()
+        for source in (sources[key], pickle.loads(pickle.dumps(sources[key]))):
+            clip = source()
+            assert clip.sample_rate == expected.sample_rate
+            assert clip.waveform.dtype == expected.waveform.dtype
+            assert clip.waveform.shape == expected.waveform.shape
+            assert clip.waveform.tobytes() == expected.waveform.tobytes()
+            assert source.info() == dataset.info()
+            blocks = list(source.blocks(1000))
+            assert len(blocks) == len(list(dataset.blocks(1000)))
+            assert (
+                np.concatenate(blocks).tobytes()
+                == np.concatenate(list(dataset.blocks(1000))).tobytes()
+            )
+
+
+def test_local_sources_report_defects_as_the_clip_dataset(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_bytes(b"not audio at all")
+    sources = AudioFolderDataset(path=str(tmp_path)).load()
+    for key, kind in [("empty.wav", "empty_file"), ("text.wav", "unrecognised_format")]:
+        dataset = AudioDataset(filepath=str(tmp_path / key))
+        with pytest.raises(AudioDecodeError) as expected:
+            dataset.info()
+        with pytest.raises(AudioDecodeError) as got:
+            sources[key].info()
+        assert got.value.kind == expected.value.kind == kind
+        # the same message up to libsndfile's, which shows the file object
+        assert str(got.value).split(" (")[0] == str(expected.value).split(" (")[0]
+    with pytest.raises(AudioDecodeError, match="text.wav") as got:
+        sources["text.wav"]()
+    assert got.value.kind == "unrecognised_format"
+    (tmp_path / "text.wav").unlink()
+    with pytest.raises(AudioDecodeError, match="text.wav") as got:
+        list(sources["text.wav"].blocks())
+    assert got.value.kind == "unreadable"
+
+
+def test_remote_folder_builds_each_clip_dataset_lazily(tmp_path):
+    path = f"memory://{tmp_path.name}/audio"
+    folder = AudioFolderDataset(path=path, filename_suffix=".flac")
+    folder.save({"a": AudioClip(_tone(), 16000), "b": AudioClip(_tone(), 8000)})
+    sources = AudioFolderDataset(path=path, filename_suffix=".flac").load()
+    assert sorted(sources) == ["a", "b"]
+    assert sources["b"]().sample_rate == 8000
+    assert sources["a"].info().frames == 4000
+    assert sum(len(b) for b in sources["a"].blocks(1000)) == 4000
+
+
+def test_folder_refusals_hold_in_subfolders_and_through_a_linked_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sf.write(outside / "secret.wav", _tone(), 16000)
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    sf.write(real / "top.wav", _tone(), 16000)
+    sf.write(real / "sub" / "deep.wav", _tone(), 16000)
+    (real / "sub" / "out.wav").symlink_to(outside / "secret.wav")
+    (real / "sub" / "up.wav").symlink_to(real / "top.wav")
+    (tmp_path / "linked").symlink_to(real)  # the folder itself may be a link
+    for folder in (real, tmp_path / "linked"):
+        sources = AudioFolderDataset(path=str(folder)).load()
+        refusals = {k: s.refusal and s.refusal[0] for k, s in sources.items()}
+        assert refusals == {
+            "top.wav": None,
+            "sub/deep.wav": None,
+            "sub/up.wav": None,
+            "sub/out.wav": "outside_root",
+        }
+        assert sources["sub/up.wav"]().sample_rate == 16000

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
@@ -132,6 +133,72 @@ def read_clip(
     except _DECODE_ERRORS as err:
         raise _decode_error(name, err) from err
     return AudioClip(waveform, int(sample_rate))
+
+
+@contextmanager
+def open_clip(open_file: Callable[[], Any], name: str) -> Iterator[Any]:
+    """``open_file()`` as a context manager; an ``OSError`` (no such file,
+    permission denied, a folder) becomes an ``AudioDecodeError`` of kind
+    ``"unreadable"`` naming the file."""
+    try:
+        fs_file = open_file()
+    except OSError as err:
+        raise AudioDecodeError(
+            f"Cannot open audio file '{name}': {err.strerror or err}.",
+            "unreadable",
+        ) from err
+    with fs_file:
+        yield fs_file
+
+
+def read_info(fs_file: Any, *, name: str) -> AudioInfo:
+    """Reads the header of an open clip file only (see ``AudioDataset.info``).
+
+    Raises:
+        AudioDecodeError: when the file is empty or its header unreadable.
+    """
+    if not fs_file.read(1):
+        raise AudioDecodeError(
+            f"Audio file '{name}' is empty (0 bytes): the copy or "
+            "export that made it failed. Copy it again or remove it.",
+            "empty_file",
+        )
+    fs_file.seek(0)
+    try:
+        header = sf.info(fs_file)
+    except _DECODE_ERRORS as err:
+        raise _decode_error(name, err) from err
+    missing = sum(
+        max(int(declared) - int(present), 0)
+        for declared, present in _SHORT_CHUNK.findall(header.extra_info)
+    )
+    return AudioInfo(
+        sample_rate=int(header.samplerate),
+        channels=int(header.channels),
+        frames=int(header.frames),
+        format=str(header.format),
+        subtype=str(header.subtype),
+        missing_bytes=missing,
+    )
+
+
+def read_blocks(fs_file: Any, *, name: str, blocksize: int) -> Iterator[np.ndarray]:
+    """Decodes an open clip file block by block (see ``AudioDataset.blocks``).
+
+    Raises:
+        AudioDecodeError: when decoding fails, naming the file and position.
+    """
+    decoded = 0
+    try:
+        with sf.SoundFile(fs_file) as sound:
+            while True:
+                block = sound.read(blocksize, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                decoded += len(block)
+                yield block
+    except _DECODE_ERRORS as err:
+        raise _decode_error(name, err, decoded) from err
 
 
 _FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
@@ -267,29 +334,7 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
         """
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._open(load_path) as fs_file:
-            if not fs_file.read(1):
-                raise AudioDecodeError(
-                    f"Audio file '{load_path}' is empty (0 bytes): the copy or "
-                    "export that made it failed. Copy it again or remove it.",
-                    "empty_file",
-                )
-            fs_file.seek(0)
-            try:
-                header = sf.info(fs_file)
-            except _DECODE_ERRORS as err:
-                raise _decode_error(load_path, err) from err
-        missing = sum(
-            max(int(declared) - int(present), 0)
-            for declared, present in _SHORT_CHUNK.findall(header.extra_info)
-        )
-        return AudioInfo(
-            sample_rate=int(header.samplerate),
-            channels=int(header.channels),
-            frames=int(header.frames),
-            format=str(header.format),
-            subtype=str(header.subtype),
-            missing_bytes=missing,
-        )
+            return read_info(fs_file, name=load_path)
 
     def blocks(self, blocksize: int = 65536) -> Iterator[np.ndarray]:
         """Decodes the clip block by block: float32 arrays of shape
@@ -302,29 +347,12 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
         """
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._open(load_path) as fs_file:
-            decoded = 0
-            try:
-                with sf.SoundFile(fs_file) as sound:
-                    while True:
-                        block = sound.read(blocksize, dtype="float32", always_2d=True)
-                        if not len(block):
-                            return
-                        decoded += len(block)
-                        yield block
-            except _DECODE_ERRORS as err:
-                raise _decode_error(load_path, err, decoded) from err
+            yield from read_blocks(fs_file, name=load_path, blocksize=blocksize)
 
-    @contextmanager
-    def _open(self, load_path: str) -> Iterator[Any]:
-        try:
-            fs_file = self._fs.open(load_path, **self._fs_open_args_load)
-        except OSError as err:
-            raise AudioDecodeError(
-                f"Cannot open audio file '{load_path}': {err.strerror or err}.",
-                "unreadable",
-            ) from err
-        with fs_file:
-            yield fs_file
+    def _open(self, load_path: str) -> Any:
+        return open_clip(
+            partial(self._fs.open, load_path, **self._fs_open_args_load), load_path
+        )
 
     def save(self, data: AudioClip) -> None:
         save_path = self._get_save_path()

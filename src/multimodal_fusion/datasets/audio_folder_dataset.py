@@ -5,7 +5,11 @@ dataset without audio writes no clips).
 
 Loading gives an :class:`AudioSource` per file: call it to decode the clip, or ask
 its header (:meth:`AudioSource.info`) or its samples block by block
-(:meth:`AudioSource.blocks`) without holding the whole clip in memory.
+(:meth:`AudioSource.blocks`) without holding the whole clip in memory. On a local
+folder a source holds only the file's path and reads it as ``AudioDataset``
+would, through the same functions, so that listing thousands of clips and
+shipping them to worker processes stays cheap; elsewhere each source builds its
+clip's dataset on first use.
 
 Hidden files (``.DS_Store``, editors' swap files) are not listed. On a local
 folder, a file that is a symbolic link leading outside the folder, or
@@ -22,16 +26,26 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from copy import deepcopy
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
-from kedro.io.core import DatasetError
+from kedro.io.core import VERSION_KEY, AbstractDataset, DatasetError
 from kedro_datasets.partitions import PartitionedDataset
 
-from .audio_dataset import AudioClip, AudioDataset, AudioInfo
+from .audio_dataset import (
+    AudioClip,
+    AudioDataset,
+    AudioInfo,
+    open_clip,
+    read_blocks,
+    read_clip,
+    read_info,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +60,10 @@ class AudioSource:
     block. When ``refusal`` is set, the file must not be read (for example a
     symbolic link out of the folder) and every read raises ``DatasetError``.
 
+    A clip of a local folder holds only its path and ``load_args`` (cheap to
+    list, to pickle to a worker process and to call); any other clip builds its
+    per-clip dataset on first use, from ``dataset`` (a callable returning it).
+
     Attributes:
         key: The partition id: the file path relative to the folder.
         refusal: ``(reason, detail)`` when the file is never read, else None;
@@ -55,12 +73,33 @@ class AudioSource:
     def __init__(
         self,
         key: str,
-        dataset: AudioDataset,
+        dataset: AudioDataset | Callable[[], AudioDataset] | None = None,
         refusal: tuple[str, str] | None = None,
+        *,
+        path: str | None = None,
+        load_args: dict[str, Any] | None = None,
     ) -> None:
+        """Creates the source.
+
+        Args:
+            key: The partition id.
+            dataset: The clip's dataset, or a callable building it on first
+                use; used when ``path`` is None.
+            refusal: Why the file must not be read, or None.
+            path: Local path of the file, read directly (with ``load_args``, as
+                ``AudioDataset`` reads a local file) instead of through a dataset.
+            load_args: ``soundfile.read`` options when ``path`` is given.
+        """
+        if path is None and dataset is None:
+            raise ValueError("AudioSource needs a local path or a dataset factory")
         self.key = key
         self.refusal = refusal
-        self._dataset = dataset
+        self._path = path
+        self._load_args = load_args
+        if isinstance(dataset, AbstractDataset):
+            self._make_dataset, self._dataset = None, dataset
+        else:
+            self._make_dataset, self._dataset = dataset, None
 
     @property
     def id(self) -> str:
@@ -69,21 +108,53 @@ class AudioSource:
 
     def __call__(self) -> AudioClip:
         self._check()
-        return self._dataset.load()
+        if self._path is None:
+            return self._get_dataset().load()
+        try:
+            return read_clip(self._path, load_args=self._load_args, name=self._path)
+        except DatasetError:
+            raise
+        except Exception as err:  # as AbstractDataset.load wraps what it raises
+            raise DatasetError(
+                f"Failed while loading clip '{self.key}'.\n{err!s}"
+            ) from err
 
     def info(self) -> AudioInfo:
         """The header: rate, channels, frames, format, missing bytes."""
         self._check()
-        return self._dataset.info()
+        if self._path is None:
+            return self._get_dataset().info()
+        with self._open() as fs_file:
+            return read_info(fs_file, name=self._path)
 
     def blocks(self, blocksize: int = 65536) -> Iterator[np.ndarray]:
         """float32 blocks ``(<= blocksize, channels)`` until the end of the clip."""
         self._check()
-        return self._dataset.blocks(blocksize)
+        if self._path is None:
+            return self._get_dataset().blocks(blocksize)
+        return self._local_blocks(blocksize)
+
+    def _local_blocks(self, blocksize: int) -> Iterator[np.ndarray]:
+        with self._open() as fs_file:
+            yield from read_blocks(fs_file, name=self._path, blocksize=blocksize)
+
+    def _open(self) -> Any:
+        return open_clip(partial(open, self._path, "rb"), self._path)
+
+    def _get_dataset(self) -> AudioDataset:
+        if self._dataset is None:
+            self._dataset = self._make_dataset()
+        return self._dataset
 
     def _check(self) -> None:
         if self.refusal:
             raise DatasetError(f"Refusing to read '{self.key}': {self.refusal[1]}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a dataset built here from the factory is rebuilt where it is unpickled
+        if self._make_dataset is None:
+            return self.__dict__
+        return {**self.__dict__, "_dataset": None}
 
     def __repr__(self) -> str:
         return f"AudioSource({self.key!r})"
@@ -133,20 +204,48 @@ class AudioFolderDataset(PartitionedDataset):
 
     def load(self) -> dict[str, AudioSource]:
         self._invalidate_caches()
+        local_load_args = self._local_load_args()
+        refusal_of = self._refusals()
         sources = {}
         for path in self._list_partitions():
-            kwargs = deepcopy(self._dataset_config)
-            kwargs[self._filepath_arg] = self._join_protocol(path)
             key = self._path_to_partition(path)
-            sources[key] = AudioSource(
-                key, self._dataset_type(**kwargs), self._refusal(path)
-            )
+            refusal = refusal_of(path)
+            if local_load_args is not None:
+                sources[key] = AudioSource(
+                    key, None, refusal, path=path, load_args=local_load_args
+                )
+            else:
+                sources[key] = AudioSource(key, self._dataset_factory(path), refusal)
         if not sources:
             if self._allow_empty:
                 logger.info("No clips in '%s': continuing without audio", self._path)
                 return {}
             raise DatasetError(f"No partitions found in '{self._path}'")
         return sources
+
+    def _local_load_args(self) -> dict[str, Any] | None:
+        """The ``load_args`` with which a clip is read straight from its path,
+        as ``AudioDataset`` reads a local file; None when clips need their own
+        dataset: a remote folder, another per-clip dataset type (even a
+        subclass, which may read differently), versioned clips, or open
+        arguments that ``AudioDataset.info``/``blocks`` would honour."""
+        config = self._dataset_config
+        if (
+            self._protocol not in (None, "file")
+            or self._dataset_type is not AudioDataset
+            or VERSION_KEY in config
+        ):
+            return None
+        open_args = (config.get("fs_args") or {}).get("open_args_load")
+        if open_args and open_args != AudioDataset.DEFAULT_FS_ARGS["open_args_load"]:
+            return None
+        return {**AudioDataset.DEFAULT_LOAD_ARGS, **(config.get("load_args") or {})}
+
+    def _dataset_factory(self, path: str) -> Callable[[], AudioDataset]:
+        """Builds the clip's dataset when first used, not while listing."""
+        kwargs = deepcopy(self._dataset_config)
+        kwargs[self._filepath_arg] = self._join_protocol(path)
+        return partial(self._dataset_type, **kwargs)
 
     def save(self, data: dict[str, AudioClip | Callable[[], AudioClip]]) -> None:
         fs, marker = self._filesystem, self._marker_path()
@@ -183,25 +282,41 @@ class AudioFolderDataset(PartitionedDataset):
     def _marker_path(self) -> str:
         return self._sep.join([self._path_on_fs(), SAVING_MARKER])
 
-    def _refusal(self, path: str) -> tuple[str, str] | None:
-        """Why a listed file must not be read (local folders only)."""
+    def _refusals(self) -> Callable[[str], tuple[str, str] | None]:
+        """Why a listed file must not be read (local folders only): a function
+        of the file's path, with the folder resolved once for the listing."""
         if self._protocol not in (None, "file"):
+            return lambda path: None
+        folder = self._path_on_fs()
+        root = os.path.realpath(folder)
+
+        def refusal(path: str) -> tuple[str, str] | None:
+            if os.path.dirname(path) == folder and _is_regular_file(path):
+                return None  # right in the folder and no link: one lstat suffices
+            target = os.path.realpath(path)
+            if os.path.commonpath([root, target]) != root:
+                return (
+                    "outside_root",
+                    "it is a symbolic link that leads outside the audio folder; "
+                    "copy the file into the folder instead of linking to it",
+                )
+            if not os.path.isfile(target):
+                return (
+                    "not_a_file",
+                    "it is not a regular file (a linked folder, a dangling link "
+                    "or a device); keep only audio files in the audio folder",
+                )
             return None
-        root = os.path.realpath(self._path_on_fs())
-        target = os.path.realpath(path)
-        if os.path.commonpath([root, target]) != root:
-            return (
-                "outside_root",
-                "it is a symbolic link that leads outside the audio folder; copy "
-                "the file into the folder instead of linking to it",
-            )
-        if not os.path.isfile(target):
-            return (
-                "not_a_file",
-                "it is not a regular file (a linked folder, a dangling link or a "
-                "device); keep only audio files in the audio folder",
-            )
-        return None
+
+        return refusal
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "allow_empty": self._allow_empty}
+
+
+def _is_regular_file(path: str) -> bool:
+    """Whether ``path`` itself (not what a link leads to) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
