@@ -197,7 +197,7 @@ class FusionClassifier(KerasPickleMixin):
             vectors (TF-IDF, pooled audio statistics) beside the sequences.
         modality_dropout: Probability of blanking one modality of a training row.
         spec_augment: SpecAugment arguments (time/frequency masks) or None.
-        adversarial: Adversarial training settings (``method`` fgsm/pgd, ``on``
+        adversarial: Adversarial training settings (``method`` fgsm/pgd, ``perturb``
             embeddings/inputs, ``epsilon``, ``steps``, ``weight``) or None.
         learning_rate, batch_size, epochs, patience: Adam and early stopping on
             the validation loss.

@@ -19,10 +19,15 @@ from multimodal_fusion.fusion import (
     blank_modality,
 )
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
+    audio_features_like,
     extract_audio_features,
-    gather_chunks,
+    featurize_texts,
     fit_audio_standardizer,
+    fit_text_featurizer,
+    fit_token_vocabulary,
+    gather_chunks,
     standardize_audio_features,
+    tokenize_texts,
 )
 from multimodal_fusion.pipelines.modeling.nodes import (
     align_inputs,
@@ -31,6 +36,7 @@ from multimodal_fusion.pipelines.modeling.nodes import (
     evaluate_alignment,
     evaluate_classifier,
     fit_alignment,
+    perturb_test_split,
     train_classifier,
 )
 from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
@@ -388,6 +394,102 @@ def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
     nothing = augment(0)
     assert len(nothing["y"]) == 0
     assert nothing["inputs"]["audio_frames"].shape[1:] == audio["frames"].shape[1:]
+
+
+def test_perturbed_test_splits_change_only_the_perturbed_modality():
+    contacts, clips = _contacts_with_clips()
+    contacts = contacts.assign(
+        split=["train", "train", "test", "train", "test", "test"],
+        text=[
+            "my card is lost",
+            "parcel late again",
+            "",
+            "card lost again today",
+            "where is my parcel today",
+            "i want a refund for my card",
+        ],
+    )
+    featurizer = fit_text_featurizer(contacts, {"min_df": 1})
+    vocabulary = fit_token_vocabulary(contacts, {"min_count": 1})
+    raw = gather_chunks(extract_audio_features(contacts, clips, AUDIO_FEATURES, RATE))
+    standardizer = fit_audio_standardizer(contacts, raw)
+    audio = gather_chunks(standardize_audio_features(raw, standardizer))
+    model_inputs = build_model_inputs(
+        contacts,
+        featurize_texts(contacts, featurizer),
+        tokenize_texts(contacts, vocabulary),
+        audio,
+    )
+    params = {
+        "noise": ["white_noise", "babble_noise"],
+        "snr_db": [10, -5],
+        "text": ["typos", "word_omission"],
+        "text_rates": [0.5],
+        "missing": ["text_missing"],
+        "missing_rates": [1.0],
+    }
+
+    def perturb():
+        return perturb_test_split(
+            contacts=contacts,
+            clean_audio=clips,
+            model_inputs=model_inputs,
+            text_featurizer=featurizer,
+            token_vocabulary=vocabulary,
+            audio_standardizer=standardizer,
+            audio_features=audio,
+            params=params,
+            feature_params=AUDIO_FEATURES,
+            sample_rate=RATE,
+            seed=0,
+        )
+
+    sweep = perturb()
+    clean = model_inputs["test"]
+    assert sweep["clean"] is clean
+    assert set(sweep) == {
+        "clean",
+        "white_noise@10",
+        "white_noise@-5",
+        "babble_noise@10",
+        "babble_noise@-5",
+        "typos@0.5",
+        "word_omission@0.5",
+    }
+    # Test rows c (audio only), e (both), f (text only).
+    test = contacts[contacts["split"] == "test"]
+    again = audio_features_like(test, clips, AUDIO_FEATURES, RATE, standardizer, audio)
+    # The same features as the pipeline's, in raw units (pure tones have
+    # near-constant statistics whose float noise standardisation magnifies).
+    np.testing.assert_allclose(
+        again["pooled"] * standardizer.pooled_std_,
+        clean["inputs"]["audio"] * standardizer.pooled_std_,
+        atol=1e-5,
+    )
+
+    def change(key, name):
+        a, b = sweep[key]["inputs"][name], clean["inputs"][name]
+        a, b = (a.toarray(), b.toarray()) if sparse.issparse(a) else (a, b)
+        return np.abs(a - b).reshape(len(a), -1).sum(axis=1)
+
+    for kind in ("white_noise", "babble_noise"):
+        assert (change(f"{kind}@10", "audio")[:2] > 0).all()
+        mild = change(f"{kind}@10", "audio_frames")
+        strong = change(f"{kind}@-5", "audio_frames")
+        assert (mild[:2] > 0).all() and mild[2] == 0  # f has no clip
+        assert (strong[:2] > mild[:2]).all()  # louder noise, further away
+        assert not change(f"{kind}@-5", "text").any()
+    for kind in ("typos", "word_omission"):
+        assert change(f"{kind}@0.5", "text")[0] == 0  # c has no text
+        assert (change(f"{kind}@0.5", "text")[1:] > 0).all()
+        assert not change(f"{kind}@0.5", "audio").any()
+        assert sweep[f"{kind}@0.5"]["has"] is clean["has"]
+    for key, part in perturb().items():  # the same every time
+        for name, matrix in part["inputs"].items():
+            other = sweep[key]["inputs"][name]
+            if sparse.issparse(matrix):
+                matrix, other = matrix.toarray(), other.toarray()
+            np.testing.assert_array_equal(matrix, other)
 
 
 def test_variant_without_data_for_a_modality_is_skipped_with_a_reason():

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from sklearn.metrics import f1_score
 
 from multimodal_fusion.datasets import AudioClip
-from multimodal_fusion.fusion import FusionClassifier
+from multimodal_fusion.fusion import FusionClassifier, blank_modality
 from multimodal_fusion.pipelines.reporting.nodes import (
     analyse_errors,
     assess_variant,
@@ -17,12 +18,15 @@ from multimodal_fusion.pipelines.reporting.nodes import (
     plot_confusion_matrix,
     plot_model_comparison,
     plot_reliability,
+    plot_robustness,
     plot_run_history,
     render_report,
     summarise_history,
+    sweep_robustness,
     write_summary,
 )
 from multimodal_fusion.report_html import fmt
+from multimodal_fusion.robustness.sweeps import relative_robustness
 
 SIZES = {"train": 10, "val": 5, "test": 5}
 SUMMARY = {
@@ -78,13 +82,29 @@ def _variant(modalities, macro_f1, val):
         },
         "size_bytes": 2048,
         "predict_ms_per_sample": 0.25,
+        "robustness": {
+            "white_noise": _curve([None, 10, 0], [macro_f1, macro_f1 - 0.1, 0.3]),
+            "typos": _curve([0.0, 0.5], [macro_f1, macro_f1 - 0.2]),
+        },
     }
+
+
+def _curve(levels, scores):
+    return {
+        "levels": levels,
+        "macro_f1": scores,
+        "relative_robustness": relative_robustness(scores),
+    }
+
+
+ROBUSTNESS = {"baseline": "early_fusion"}
 
 
 def _metrics():
     return collect_metrics(
         SUMMARY,
         ALIGNMENT,
+        ROBUSTNESS,
         text_only=_variant(["text"], 0.70, 0.72),
         audio_only=_variant(["audio"], 0.75, 0.70),
         early_fusion=_variant(["text", "audio"], 0.90, 0.91),
@@ -109,9 +129,28 @@ def test_metrics_pick_models_on_validation_and_report_the_gain():
     assert metrics["data"]["outcome"]["rejected"] == 1
 
 
+def test_effective_robustness_is_measured_against_the_baseline_variant():
+    metrics = _metrics()
+    assert metrics["robustness_baseline"] == "early_fusion"
+    baseline = metrics["early_fusion"]["robustness"]
+    assert baseline["white_noise"]["effective_robustness"] == pytest.approx(0.0)
+    text = metrics["text_only"]["robustness"]["white_noise"]
+    # text_only: 0.70, 0.60, 0.30; the baseline moved to 0.70: 0.70, 0.60, 0.10.
+    assert text["effective_robustness"] == pytest.approx(
+        relative_robustness([0.0, 0.0, 0.2])
+    )
+    assert "robustness" not in metrics["aligned_fusion"]
+    without_baseline = collect_metrics(
+        SUMMARY, ALIGNMENT, {"baseline": "late_fusion"}, text=_variant(["text"], 0.7, 0.7)
+    )
+    assert without_baseline["robustness_baseline"] is None
+    curve = without_baseline["text"]["robustness"]["typos"]
+    assert "effective_robustness" not in curve
+
+
 def test_single_modality_runs_report_no_gain():
     metrics = collect_metrics(
-        SUMMARY, ALIGNMENT, audio_only=_variant(["audio"], 0.9, 0.9)
+        SUMMARY, ALIGNMENT, ROBUSTNESS, audio_only=_variant(["audio"], 0.9, 0.9)
     )
     assert metrics["fusion_gain_macro_f1"] is None
     assert "no fusion comparison" in write_summary(metrics, SUMMARY)
@@ -176,16 +215,58 @@ def test_assess_variant_adds_calibration_per_class_and_complexity():
         }
     )
     metrics = {"status": "trained", "n_params": model.n_params_}
+    curves = {"typos": _curve([0.0, 0.5], [0.9, 0.8])}
     assessed = assess_variant(
-        metrics, model, inputs, predictions, {"calibration_bins": 10}
+        metrics, model, inputs, predictions, curves, {"calibration_bins": 10}
     )
     assert sum(b["count"] for b in assessed["reliability"]) == 60
     assert 0 <= assessed["ece"] <= 1
     assert set(assessed["per_class"]) == {"a", "b"}
     assert assessed["size_bytes"] > 1000
     assert assessed["predict_ms_per_sample"] > 0
+    assert assessed["robustness"] == curves
     skipped = {"status": "skipped", "reason": "no audio"}
-    assert assess_variant(skipped, model, inputs, predictions, {}) == skipped
+    assert assess_variant(skipped, model, inputs, predictions, {}, {}) == skipped
+
+
+def test_robustness_plot_has_a_curve_per_trained_variant():
+    figure = plot_robustness(_metrics(), "white_noise")
+    assert [t.name for t in figure.data] == ["text_only", "audio_only", "early_fusion"]
+    assert list(figure.data[0].x) == ["clean", "10 dB", "0 dB"]
+    assert list(figure.data[2].y) == [0.90, pytest.approx(0.80), 0.3]
+
+
+def test_sweep_scores_every_level_and_blanks_the_chosen_share_of_rows():
+    inputs = _toy_inputs(n=80)
+    test = inputs["test"]
+    model = FusionClassifier(
+        modalities=["audio"], audio_frames=False, epochs=30, learning_rate=0.01
+    ).fit(test["inputs"], test["y"], validation=(test["inputs"], test["y"]))
+    # A perturbed copy that hides the class signal: scores drop to chance.
+    scrambled = {**test, "inputs": {"audio": test["inputs"]["audio"][::-1].copy()}}
+    sweep = {"clean": test, "white_noise@0": scrambled}
+    params = {
+        "noise": ["white_noise"],
+        "snr_db": [0],
+        "text": [],
+        "text_rates": [],
+        "missing": ["audio_missing"],
+        "missing_rates": [0.5, 1.0],
+    }
+    curves = sweep_robustness(model, sweep, params, seed=0)
+    clean = f1_score(test["y"], model.predict(test["inputs"]), average="macro")
+    noise, missing = curves["white_noise"], curves["audio_missing"]
+    assert noise["levels"] == [None, 0]
+    assert noise["macro_f1"][0] == pytest.approx(clean)
+    assert clean > 0.9
+    assert noise["macro_f1"][1] < 0.75
+    assert noise["relative_robustness"] == pytest.approx(sum(noise["macro_f1"]) / 2)
+    assert missing["macro_f1"][0] == noise["macro_f1"][0]
+    blank = blank_modality(test["inputs"], "audio")
+    everything = f1_score(test["y"], model.predict(blank), average="macro")
+    assert missing["macro_f1"][2] == pytest.approx(everything)
+    assert everything < missing["macro_f1"][1] < clean  # half the rows blanked
+    assert sweep_robustness(model, sweep, params, seed=0) == curves  # reproducible
 
 
 def _predictions(predicted):
@@ -279,6 +360,8 @@ def test_html_report_is_self_contained_and_matches_the_metrics():
         parameters={"seed": 42},
         clean_audio={"c1": lambda: clip},
         model_comparison_plot=plot_model_comparison(metrics),
+        robustness_white_noise_plot=plot_robustness(metrics, "white_noise"),
+        robustness_typos_plot=plot_robustness(metrics, "typos"),
         reliability_plot=plot_reliability(metrics),
         class_balance_plot=plot_class_balance(SUMMARY),
         clip_lengths_plot=plot_clip_lengths(pd.DataFrame({"duration_s": [1.0, 2.0]})),
@@ -287,7 +370,7 @@ def test_html_report_is_self_contained_and_matches_the_metrics():
     markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
     assert "http" not in markup  # no external resource: opens offline
     assert "<script src" not in page
-    assert page.count('class="plot"') == 5
+    assert page.count('class="plot"') == 7
     assert "data:audio/flac;base64," in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page  # text escaped
     models = re.search(r'<section id="models">.*?</section>', page, re.S).group(0)
@@ -302,6 +385,20 @@ def test_html_report_is_self_contained_and_matches_the_metrics():
             fmt(m["ece"]),
         ]
     assert fmt(metrics["fusion_gain_macro_f1"]) in page
+    robustness = re.search(r'<section id="robustness">.*?</section>', page, re.S)
+    tables = dict(
+        re.findall(r"<h3>(.*?)</h3>.*?(<table>.*?</table>)", robustness.group(0), re.S)
+    )
+    assert set(tables) == {"white noise", "typos"}
+    for name in ("text_only", "audio_only", "early_fusion"):
+        curve = metrics[name]["robustness"]["white_noise"]
+        row = re.search(f"<tr><td>{name}</td>.*?</tr>", tables["white noise"]).group(0)
+        assert re.findall(r"<td[^>]*>(.*?)</td>", row)[1:] == [
+            fmt(curve["macro_f1"][0]),
+            fmt(curve["macro_f1"][-1]),
+            fmt(curve["relative_robustness"]),
+            fmt(curve["effective_robustness"]),
+        ]
     assert "&quot;seed&quot;: 42" in page
 
 

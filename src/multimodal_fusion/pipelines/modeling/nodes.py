@@ -34,6 +34,15 @@ from multimodal_fusion.pipelines.feature_extraction.nodes import (
     audio_features_like,
 )
 from multimodal_fusion.robustness.audio_robust import augment_clip
+from multimodal_fusion.robustness.sweeps import (
+    CLEAN,
+    MISSING,
+    NOISES,
+    TEXT_CORRUPTIONS,
+    level_key,
+    noisy_clip,
+    sweep_levels,
+)
 from multimodal_fusion.robustness.text_robust import augment_text
 from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
@@ -162,18 +171,125 @@ def augment_training_split(
     audio = audio_features_like(
         augmented, clips, feature_params, sample_rate, audio_standardizer, audio_features
     )
-    texts = augmented["text"].where(augmented["has_text"], "")
-    tfidf = (
-        text_featurizer.transform(texts)
-        if len(texts)  # scikit-learn refuses to transform no text at all
-        else sparse.csr_matrix((0, text_featurizer.n_features_), dtype=np.float32)
-    )
-    text_features = {"tfidf": tfidf, "present": augmented["has_text"].to_numpy()}
-    tokens = {"tokens": token_vocabulary.transform(texts)}
     logger.info("Augmented training split: %d rows", len(augmented))
-    return _split_part(
-        np.arange(len(augmented)), augmented, text_features, tokens, audio
+    return {
+        "ids": augmented["id"].to_numpy(),
+        "y": augmented["label"].to_numpy(),
+        "inputs": {
+            **_text_inputs(augmented, text_featurizer, token_vocabulary),
+            "audio": audio["pooled"],
+            "audio_frames": audio["frames"],
+        },
+        "has": {
+            "text": augmented["has_text"].to_numpy(),
+            "audio": audio["present"],
+        },
+    }
+
+
+def _text_inputs(
+    rows: pd.DataFrame, featurizer: TextFeaturizer, vocabulary: TokenVocabulary
+) -> dict[str, Any]:
+    """TF-IDF and token ids of the rows' texts (empty where they have none)."""
+    texts = rows["text"].where(rows["has_text"], "")
+    tfidf = (
+        featurizer.transform(texts)
+        if len(texts)  # scikit-learn refuses to transform no text at all
+        else sparse.csr_matrix((0, featurizer.n_features_), dtype=np.float32)
     )
+    return {"text": tfidf, "text_tokens": vocabulary.transform(texts)}
+
+
+def perturb_test_split(  # noqa: PLR0913
+    *,
+    contacts: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    model_inputs: dict[str, Any],
+    text_featurizer: TextFeaturizer,
+    token_vocabulary: TokenVocabulary,
+    audio_standardizer: AudioStandardizer,
+    audio_features: dict[str, Any],
+    params: dict[str, Any],
+    feature_params: dict[str, Any],
+    sample_rate: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """The test split featurised again under every noise and text corruption
+    level of the robustness sweeps, through the same fitted featurizers.
+
+    Noise is mixed into each prepared clip (its own seeded generator, so a
+    level's clips are the same in every run); text corruptions act on the
+    cleaned messages. Rows keep their ids, labels and modalities; rows without
+    the perturbed modality stay as they are. Missing-modality levels need no
+    features: the sweep blanks the clean inputs.
+
+    Args:
+        contacts: Split contacts.
+        clean_audio: Prepared clips by id, loaded lazily.
+        model_inputs: The splits (the clean test split is reused as is).
+        text_featurizer, token_vocabulary, audio_standardizer: Fitted on train.
+        audio_features: The contacts' audio features (for the widths).
+        params: The ``robustness`` parameters (see
+            :func:`~multimodal_fusion.robustness.sweeps.sweep_levels`).
+        feature_params: The ``feature_extraction.audio`` parameters.
+        sample_rate: Rate the clips were prepared at.
+        seed: The project seed.
+
+    Returns:
+        ``{level key: split}``: ``clean`` and ``<imperfection>@<level>`` (see
+        :func:`~multimodal_fusion.robustness.sweeps.level_key`), each a split
+        like ``model_inputs["test"]``.
+    """
+    test = contacts[contacts["split"] == "test"].reset_index(drop=True)
+    clean = model_inputs["test"]
+    sweep = {CLEAN: clean}
+    for number, (name, levels) in enumerate(sweep_levels(params).items()):
+        for step, level in enumerate(levels):
+            key = level_key(name, level)
+            if key in sweep or name in MISSING:
+                continue
+            draw = [seed, 2, number, step]
+            if name in NOISES:
+                clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
+                audio = audio_features_like(
+                    test, clips, feature_params, sample_rate, audio_standardizer,
+                    audio_features,
+                )
+                changed = {"audio": audio["pooled"], "audio_frames": audio["frames"]}
+            else:
+                rng = np.random.default_rng(draw)
+                corrupt = TEXT_CORRUPTIONS[name]
+                texts = [corrupt(text, rng, level) for text in test["text"]]
+                changed = _text_inputs(
+                    test.assign(text=texts), text_featurizer, token_vocabulary
+                )
+            sweep[key] = {**clean, "inputs": {**clean["inputs"], **changed}}
+    logger.info("Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1)
+    return sweep
+
+
+def _noisy_clips(
+    rows: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    kind: str,
+    snr_db: float,
+    draw: list[int],
+) -> dict[str, Callable[[], AudioClip]]:
+    """Lazy loaders of the rows' clips with noise; clip ``i`` draws its noise
+    from the generator seeded ``[*draw, i]``."""
+
+    def loader(cid: str, i: int) -> Callable[[], AudioClip]:
+        def load() -> AudioClip:
+            rng = np.random.default_rng([*draw, i])
+            return noisy_clip(clean_audio[cid](), kind, snr_db, rng)
+
+        return load
+
+    return {
+        cid: loader(cid, i)
+        for i, (cid, has) in enumerate(zip(rows["id"], rows["has_audio"], strict=True))
+        if has
+    }
 
 
 def _augmented_clips(

@@ -12,6 +12,7 @@ from .nodes import (
     evaluate_alignment,
     evaluate_classifier,
     fit_alignment,
+    perturb_test_split,
     train_classifier,
 )
 
@@ -42,6 +43,12 @@ def variant_output(variant: str, name: str) -> str:
     return f"{variant}_{name}"
 
 
+def sweep_inputs(model_inputs: str) -> str:
+    """The dataset holding the robustness sweep's perturbed test splits in the
+    space of ``model_inputs`` (the features, or an alignment's common space)."""
+    return f"{model_inputs}_sweep"
+
+
 def alignment_pipeline() -> Pipeline:
     """Fit, apply and evaluate one alignment; namespaced once per alignment."""
     return Pipeline(
@@ -57,6 +64,12 @@ def alignment_pipeline() -> Pipeline:
                 ["model_inputs", "model"],
                 "aligned_inputs",
                 name="align_inputs",
+            ),
+            Node(
+                align_inputs,
+                [sweep_inputs("model_inputs"), "model"],
+                sweep_inputs("aligned_inputs"),
+                name="align_sweep_inputs",
             ),
             Node(
                 evaluate_alignment,
@@ -120,15 +133,37 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "model_inputs",
                 name="build_model_inputs",
             ),
+            Node(
+                perturb_test_split,
+                {
+                    "contacts": "contacts",
+                    "clean_audio": "clean_audio",
+                    "model_inputs": "model_inputs",
+                    "text_featurizer": "text_featurizer",
+                    "token_vocabulary": "token_vocabulary",
+                    "audio_standardizer": "audio_standardizer",
+                    "audio_features": "audio_features",
+                    "params": "params:robustness",
+                    "feature_params": "params:feature_extraction.audio",
+                    "sample_rate": "params:data_processing.audio.sample_rate",
+                    "seed": "params:seed",
+                },
+                sweep_inputs("model_inputs"),
+                name="perturb_test_split",
+            ),
         ]
     )
     alignments = [
         Pipeline(
             alignment_pipeline(),
             namespace=alignment,
-            inputs={"model_inputs": "model_inputs"},
+            inputs={
+                "model_inputs": "model_inputs",
+                sweep_inputs("model_inputs"): sweep_inputs("model_inputs"),
+            },
             outputs={
                 "aligned_inputs": aligned_inputs,
+                sweep_inputs("aligned_inputs"): sweep_inputs(aligned_inputs),
                 "metrics": variant_output(alignment, "metrics"),
             },
             parameters={

@@ -14,9 +14,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, f1_score  # noqa: E402
 
 from multimodal_fusion import report_html as H  # noqa: E402
 from multimodal_fusion.datasets import AudioClip  # noqa: E402
@@ -26,7 +27,17 @@ from multimodal_fusion.evaluation import (  # noqa: E402
     reliability_bins,
     top_confusions,
 )
-from multimodal_fusion.fusion import FusionClassifier  # noqa: E402
+from multimodal_fusion.fusion import FusionClassifier, blank_modality  # noqa: E402
+from multimodal_fusion.robustness.sweeps import (  # noqa: E402
+    CLEAN,
+    LEVEL_TITLES,
+    MISSING,
+    effective_robustness,
+    level_key,
+    level_label,
+    relative_robustness,
+    sweep_levels,
+)
 
 # Measurements that differ between otherwise identical runs: wall times, and the
 # serialised model size (Keras stamps the save time into the file).
@@ -44,25 +55,78 @@ def _trained(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def assess_variant(
+def sweep_robustness(
+    model: FusionClassifier, sweep_inputs: dict[str, Any], params: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """A variant's test macro-F1 at every level of every imperfection.
+
+    Args:
+        model: The trained variant.
+        sweep_inputs: The perturbed test splits in the variant's input space
+            (see :func:`~multimodal_fusion.pipelines.modeling.nodes.perturb_test_split`).
+        params: The ``robustness`` parameters.
+        seed: The project seed (which test rows lose a modality).
+
+    Returns:
+        ``{imperfection: {"levels", "macro_f1", "relative_robustness"}}``; empty
+        for a skipped variant.
+    """
+    if model.skipped_reason_:
+        return {}
+    clean = sweep_inputs[CLEAN]
+    scores: dict[str, float] = {}
+
+    def score(key: str, inputs: dict[str, Any]) -> float:
+        if key not in scores:
+            scores[key] = float(
+                f1_score(clean["y"], model.predict(inputs), average="macro")
+            )
+        return scores[key]
+
+    curves = {}
+    for number, (name, levels) in enumerate(sweep_levels(params).items()):
+        order = np.random.default_rng([seed, 3, number]).permutation(len(clean["y"]))
+        curve = []
+        for level in levels:
+            key = level_key(name, level)
+            if name in MISSING and key != CLEAN:
+                rows = np.zeros(len(order), bool)
+                rows[order[: round(level * len(order))]] = True
+                inputs = blank_modality(clean["inputs"], MISSING[name], rows)
+            else:
+                inputs = sweep_inputs[key]["inputs"]
+            curve.append(score(key, inputs))
+        curves[name] = {
+            "levels": levels,
+            "macro_f1": curve,
+            "relative_robustness": relative_robustness(curve),
+        }
+    return curves
+
+
+def assess_variant(  # noqa: PLR0913
     metrics: dict[str, Any],
     model: FusionClassifier,
     model_inputs: dict[str, Any],
     test_predictions: pd.DataFrame,
+    robustness: dict[str, Any],
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """A variant's metrics plus calibration, per-class scores and complexity.
+    """A variant's metrics plus calibration, per-class scores, complexity and
+    robustness curves.
 
     Args:
         metrics: The variant's test metrics from modeling.
         model: The trained variant.
         model_inputs: The splits it was trained on (for timing predictions).
         test_predictions: Its test predictions with ``confidence``.
+        robustness: Its robustness curves (:func:`sweep_robustness`).
         params: ``calibration_bins``.
 
     Returns:
         The metrics with ``ece``, ``reliability`` (bins), ``per_class``,
-        ``size_bytes`` (pickled model) and ``predict_ms_per_sample``.
+        ``size_bytes`` (pickled model), ``predict_ms_per_sample`` and
+        ``robustness``.
     """
     if metrics["status"] != "trained":
         return metrics
@@ -85,23 +149,36 @@ def assess_variant(
         "predict_ms_per_sample": round(
             1000 * elapsed / max(1, len(model_inputs["test"]["y"])), 4
         ),
+        "robustness": robustness,
     }
 
 
 def collect_metrics(
     data_summary: dict[str, Any],
     alignment_metrics: dict[str, Any],
+    robustness_params: dict[str, Any],
     **variant_metrics: dict[str, Any],
 ) -> dict[str, Any]:
     """One key per model variant, plus alignments, data counts and the verdict.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
-    model (both picked on validation).
+    model (both picked on validation). Every robustness curve gets its
+    ``effective_robustness`` against the same curve of the ``baseline`` variant
+    of ``robustness_params`` (left out when the baseline was not trained).
 
     Returns:
         The run's metrics, saved as versioned JSON.
     """
+    baseline = (
+        _trained(variant_metrics)
+        .get(robustness_params["baseline"], {})
+        .get("robustness", {})
+    )
+    variant_metrics = {
+        name: _with_effective_robustness(entry, baseline)
+        for name, entry in variant_metrics.items()
+    }
     trained = _trained(variant_metrics)
 
     def best(names):
@@ -117,6 +194,7 @@ def collect_metrics(
     )
     return {
         **variant_metrics,
+        "robustness_baseline": robustness_params["baseline"] if baseline else None,
         "alignment": alignment_metrics,
         "data": {k: data_summary[k] for k in ("raw_ids", "outcome", "modalities")},
         "best_model": best(list(trained)),
@@ -124,6 +202,27 @@ def collect_metrics(
         "best_fusion": fused,
         "fusion_gain_macro_f1": gain,
     }
+
+
+def _with_effective_robustness(
+    entry: dict[str, Any], baseline: dict[str, Any]
+) -> dict[str, Any]:
+    """A variant's entry whose robustness curves also hold their effective
+    robustness against the baseline's curves of the same imperfection."""
+    if not entry.get("robustness"):
+        return entry
+    curves = {
+        name: {
+            **curve,
+            "effective_robustness": effective_robustness(
+                curve["macro_f1"], baseline[name]["macro_f1"]
+            ),
+        }
+        if name in baseline
+        else curve
+        for name, curve in entry["robustness"].items()
+    }
+    return {**entry, "robustness": curves}
 
 
 def plot_confusion_matrix(
@@ -178,6 +277,34 @@ def plot_model_comparison(metrics: dict[str, Any]) -> go.Figure:
         title="Test split: unimodal baselines vs fusion",
         barmode="group",
         yaxis={"range": [0, 1], "title": "score"},
+        template="plotly_white",
+    )
+    return fig
+
+
+def plot_robustness(metrics: dict[str, Any], imperfection: str) -> go.Figure:
+    """Test macro-F1 of every trained variant at each level of one imperfection."""
+    curves = {
+        name: entry["robustness"][imperfection]
+        for name, entry in _trained(metrics).items()
+        if imperfection in entry.get("robustness", {})
+    }
+    levels = next(iter(curves.values()))["levels"] if curves else []
+    fig = go.Figure(
+        [
+            go.Scatter(
+                name=name,
+                x=[level_label(imperfection, level) for level in levels],
+                y=curve["macro_f1"],
+                mode="lines+markers",
+            )
+            for name, curve in curves.items()
+        ]
+    )
+    fig.update_layout(
+        title=f"Robustness: {imperfection.replace('_', ' ')} (test split)",
+        xaxis={"title": LEVEL_TITLES[imperfection], "type": "category"},
+        yaxis={"range": [0, 1], "title": "macro-F1"},
         template="plotly_white",
     )
     return fig
@@ -475,6 +602,51 @@ def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> s
     )
 
 
+def _robustness_section(metrics, figures) -> str:
+    """Per imperfection: its curve plot, then every variant's relative and
+    effective robustness (and its score at the strongest level)."""
+    baseline = metrics.get("robustness_baseline")
+    parts = [
+        H.paragraph(
+            "Test macro-F1 of every model as each modality is made worse, level by "
+            "level (MultiBench). Relative robustness: area under the curve with the "
+            "levels spread evenly over [0, 1] (the mean score across levels). "
+            "Effective robustness: the same area for the curve minus the baseline's "
+            f"curve ({baseline or 'not trained'}) moved to the model's clean score; "
+            "above 0 means it degrades more slowly than the baseline."
+        )
+    ]
+    trained = _trained(metrics)
+    names = sorted({n for m in trained.values() for n in m.get("robustness", {})})
+    for name in names:
+        rows = [
+            [
+                variant,
+                curve["macro_f1"][0],
+                curve["macro_f1"][-1],
+                curve["relative_robustness"],
+                curve.get("effective_robustness"),
+            ]
+            for variant, entry in trained.items()
+            if (curve := entry.get("robustness", {}).get(name))
+        ]
+        parts += [
+            f"<h3>{html.escape(name.replace('_', ' '))}</h3>",
+            H.figure(figures[f"robustness_{name}_plot"], f"robustness-{name}"),
+            H.table(
+                rows,
+                [
+                    "variant",
+                    "clean macro-F1",
+                    "strongest level macro-F1",
+                    "relative robustness",
+                    "effective robustness",
+                ],
+            ),
+        ]
+    return "".join(parts)
+
+
 def _calibration_section(metrics, figures) -> str:
     rows = [
         [n, m["ece"], sum(b["count"] for b in m["reliability"])]
@@ -616,6 +788,7 @@ def render_report(
     sections = [
         ("data", "Data", _data_section(data_summary, figures)),
         ("models", "Model comparison", _models_section(metrics, figures)),
+        ("robustness", "Robustness", _robustness_section(metrics, figures)),
         ("calibration", "Calibration", _calibration_section(metrics, figures)),
         (
             "errors",

@@ -4,7 +4,11 @@ Markdown and HTML reports."""
 
 from kedro.pipeline import Node, Pipeline
 
-from ..modeling.pipeline import VARIANT_INPUTS, variant_output
+from functools import partial
+
+from multimodal_fusion.robustness.sweeps import MISSING, NOISES, TEXT_CORRUPTIONS
+
+from ..modeling.pipeline import VARIANT_INPUTS, sweep_inputs, variant_output
 from .nodes import (
     analyse_errors,
     assess_variant,
@@ -14,14 +18,19 @@ from .nodes import (
     plot_confusion_matrix,
     plot_model_comparison,
     plot_reliability,
+    plot_robustness,
     plot_run_history,
     render_report,
     summarise_history,
+    sweep_robustness,
     write_summary,
 )
 
+# Every imperfection the sweeps can apply; each gets a robustness_<name> plot.
+IMPERFECTIONS = (*NOISES, *TEXT_CORRUPTIONS, *MISSING)
 PLOTS = (
     "model_comparison",
+    *(f"robustness_{name}" for name in IMPERFECTIONS),
     "reliability",
     "class_balance",
     "clip_lengths",
@@ -40,12 +49,19 @@ def variant_reporting(variant: str, model_inputs: str) -> Pipeline:
                 name="plot_confusion_matrix",
             ),
             Node(
+                sweep_robustness,
+                ["model", "sweep_inputs", "params:robustness", "params:seed"],
+                "robustness",
+                name="sweep_robustness",
+            ),
+            Node(
                 assess_variant,
                 [
                     "metrics",
                     "model",
                     "model_inputs",
                     "test_predictions",
+                    "robustness",
                     "params:reporting",
                 ],
                 "assessment",
@@ -55,11 +71,16 @@ def variant_reporting(variant: str, model_inputs: str) -> Pipeline:
         namespace=variant,
         inputs={
             "model_inputs": model_inputs,
+            "sweep_inputs": sweep_inputs(model_inputs),
             "metrics": variant_output(variant, "metrics"),
             "test_predictions": variant_output(variant, "test_predictions"),
         },
         outputs={"assessment": variant_output(variant, "assessment")},
-        parameters={"params:reporting": "params:reporting"},
+        parameters={
+            "params:reporting": "params:reporting",
+            "params:robustness": "params:robustness",
+            "params:seed": "params:seed",
+        },
     )
 
 
@@ -77,6 +98,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "data_summary": "data_summary",
                     "alignment_metrics": "alignment_metrics",
+                    "robustness_params": "params:robustness",
                     **per_variant,
                 },
                 "metrics",
@@ -87,6 +109,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "metrics",
                 "model_comparison_plot",
                 name="plot_model_comparison",
+            ),
+            *(
+                Node(
+                    partial(plot_robustness, imperfection=name),
+                    "metrics",
+                    f"robustness_{name}_plot",
+                    name=f"plot_robustness_{name}",
+                )
+                for name in IMPERFECTIONS
             ),
             Node(
                 plot_reliability, "metrics", "reliability_plot", name="plot_reliability"
