@@ -382,6 +382,23 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         f"time per clip, {largest} vs {smallest} clips: {per_clip('seconds'):.2f}x "
         f"wall, {per_clip('cpu_s'):.2f}x CPU (1.00 = linear)"
     )
+    # Start-up (processes, imports, catalog) is a fixed cost that makes small runs
+    # look slow per clip; the cost of each added clip shows whether time is linear.
+    sizes = sorted(results)
+    steps = list(zip(sizes, sizes[1:], strict=False))
+    marginal = [
+        (results[b]["seconds"] - results[a]["seconds"]) / (b - a) * 1e6
+        for a, b in steps
+    ]
+    if len(marginal) > 1:
+        print(
+            "time per added clip: "
+            + ", ".join(
+                f"{a}->{b} {us:.0f} us"
+                for (a, b), us in zip(steps, marginal, strict=True)
+            )
+            + f" (last/first {marginal[-1] / marginal[0]:.2f}; 1.00 = linear)"
+        )
     growth = {
         k: results[largest][k] - results[smallest][k]
         for k in ("rss_main_mb", "rss_workers_mb")

@@ -37,7 +37,8 @@ def test_benchmark_prints_the_figures_a_script_reads(tmp_path):
     project = float(re.search(r"^project: ([\d.]+) clips/s$", out, re.M).group(1))
     speedup = float(re.search(r"^speedup: ([\d.]+)x$", out, re.M).group(1))
     assert naive > 0 and project > 0
-    assert speedup == pytest.approx(project / naive, rel=0.02)
+    # Printed rounded: the speedup to 0.1, the rates to 1 clip/s.
+    assert speedup == pytest.approx(project / naive, rel=0.02, abs=0.06)
     assert re.search(r"^clips=30: .* peak RSS \d+ MB main", out, re.M)
     assert re.search(r"^clips=60: ", out, re.M)
     assert "peak RSS growth, 30 -> 60 clips" in out

@@ -38,6 +38,15 @@ RUN_DEPENDENT_LINE = re.compile(
 )
 TOY_N = 160
 DEMO_N = 150
+# These runs check the plumbing, determinism and accounting, not how good the
+# models get (`make demo` and the real-data tests below measure that): fewer
+# epochs and robustness levels keep the suite fast. Every run of one project
+# copy uses the same parameters.
+QUICK = {
+    **{variant: {"model": {"epochs": 15}} for variant in VARIANTS},
+    "modeling": {"alignments": {"deep_alignment": {"epochs": 15}}},
+    "robustness": {"snr_db": [10, -5], "text_rates": [0.5], "missing_rates": [1.0]},
+}
 REPORTING = Path("data/08_reporting")
 
 
@@ -161,7 +170,7 @@ def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("toy") / "project")
     write_toy_dataset(project / "data/01_raw", n=TOY_N)
     for _ in range(2):
-        run_session(project, pipeline_name="__default__")
+        run_session(project, pipeline_name="__default__", runtime_params=QUICK)
     return project
 
 
@@ -353,7 +362,12 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
     stamps = {p: p.stat().st_mtime_ns for p in finished}
 
     with capture_logs() as log:
-        run_session(project, pipeline_name="__default__", only_missing_outputs=True)
+        run_session(
+            project,
+            pipeline_name="__default__",
+            runtime_params=QUICK,
+            only_missing_outputs=True,
+        )
 
     assert f"nodes with existing outputs: {DATA_PROCESSING_NODES}" in log.text
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps  # not rewritten
@@ -361,7 +375,12 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
     assert metrics["data"]["raw_ids"] == 64
     # Nothing is left to do: a second resume runs no node.
     with capture_logs() as log:
-        run_session(project, pipeline_name="__default__", only_missing_outputs=True)
+        run_session(
+            project,
+            pipeline_name="__default__",
+            runtime_params=QUICK,
+            only_missing_outputs=True,
+        )
     assert "(all persistent outputs exist)" in log.text
 
 
@@ -378,7 +397,7 @@ def test_parallel_runner_gives_the_sequential_metrics_and_features(
     # workers cannot use: start them fresh, as Kedro documents. `kedro run
     # --runner ParallelRunner` needs no such setting (TF loads in workers only).
     monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
-    run_session(project, runner=ParallelRunner())
+    run_session(project, runner=ParallelRunner(), runtime_params=QUICK)
 
     parallel = _latest_json(project, f"{REPORTING}/metrics.json")
     sequential = _latest_json(toy_project, f"{REPORTING}/metrics.json")
@@ -408,7 +427,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             runtime_params={"demo_data": {"n_contacts": DEMO_N}},
         )
         for _ in range(2):  # as two consecutive `make demo`
-            run_session(project, pipeline_name="__default__")
+            run_session(project, pipeline_name="__default__", runtime_params=QUICK)
     (project / "run.log").write_text(log.text)
     return project
 

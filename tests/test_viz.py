@@ -35,6 +35,7 @@ VARIANT_TASKS = {
     "train_classifier",
     "evaluate_classifier",
     "plot_confusion_matrix",
+    "sweep_robustness",
     "assess_variant",
 }
 

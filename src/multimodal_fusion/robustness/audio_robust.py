@@ -1,6 +1,7 @@
 """Waveform augmentation for training: gain, time shift and speed, plus white
-noise at a random SNR from :mod:`multimodal_fusion.corruption`. Waveforms are float32 mono arrays ``(n_samples,)``; every function is pure
-and takes its randomness from the ``numpy.random.Generator`` it is given.
+noise at a random SNR from :mod:`multimodal_fusion.corruption`. Waveforms are
+float32 mono arrays ``(n_samples,)``; every function is pure and takes its
+randomness from the ``numpy.random.Generator`` it is given.
 """
 
 from __future__ import annotations

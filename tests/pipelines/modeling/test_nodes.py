@@ -396,6 +396,10 @@ def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
     assert nothing["inputs"]["audio_frames"].shape[1:] == audio["frames"].shape[1:]
 
 
+def _dense(matrix):
+    return matrix.toarray() if sparse.issparse(matrix) else matrix
+
+
 def test_perturbed_test_splits_change_only_the_perturbed_modality():
     contacts, clips = _contacts_with_clips()
     contacts = contacts.assign(
@@ -458,7 +462,14 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
     }
     # Test rows c (audio only), e (both), f (text only).
     test = contacts[contacts["split"] == "test"]
-    again = audio_features_like(test, clips, AUDIO_FEATURES, RATE, standardizer, audio)
+    again = audio_features_like(
+        test,
+        clips,
+        params=AUDIO_FEATURES,
+        sample_rate=RATE,
+        standardizer=standardizer,
+        like=audio,
+    )
     # The same features as the pipeline's, in raw units (pure tones have
     # near-constant statistics whose float noise standardisation magnifies).
     np.testing.assert_allclose(
@@ -468,8 +479,7 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
     )
 
     def change(key, name):
-        a, b = sweep[key]["inputs"][name], clean["inputs"][name]
-        a, b = (a.toarray(), b.toarray()) if sparse.issparse(a) else (a, b)
+        a, b = _dense(sweep[key]["inputs"][name]), _dense(clean["inputs"][name])
         return np.abs(a - b).reshape(len(a), -1).sum(axis=1)
 
     for kind in ("white_noise", "babble_noise"):
@@ -485,11 +495,10 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
         assert not change(f"{kind}@0.5", "audio").any()
         assert sweep[f"{kind}@0.5"]["has"] is clean["has"]
     for key, part in perturb().items():  # the same every time
-        for name, matrix in part["inputs"].items():
-            other = sweep[key]["inputs"][name]
-            if sparse.issparse(matrix):
-                matrix, other = matrix.toarray(), other.toarray()
-            np.testing.assert_array_equal(matrix, other)
+        for name in part["inputs"]:
+            np.testing.assert_array_equal(
+                _dense(part["inputs"][name]), _dense(sweep[key]["inputs"][name])
+            )
 
 
 def test_variant_without_data_for_a_modality_is_skipped_with_a_reason():

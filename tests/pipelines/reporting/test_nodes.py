@@ -141,7 +141,10 @@ def test_effective_robustness_is_measured_against_the_baseline_variant():
     )
     assert "robustness" not in metrics["aligned_fusion"]
     without_baseline = collect_metrics(
-        SUMMARY, ALIGNMENT, {"baseline": "late_fusion"}, text=_variant(["text"], 0.7, 0.7)
+        SUMMARY,
+        ALIGNMENT,
+        {"baseline": "late_fusion"},
+        text=_variant(["text"], 0.7, 0.7),
     )
     assert without_baseline["robustness_baseline"] is None
     curve = without_baseline["text"]["robustness"]["typos"]

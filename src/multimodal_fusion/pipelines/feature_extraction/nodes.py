@@ -271,9 +271,10 @@ def standardize_audio_features(
         yield ArrayChunk(arrays, first=start == 0, last=stop == len(n_frames))
 
 
-def audio_features_like(  # noqa: PLR0913
+def audio_features_like(
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
+    *,
     params: dict[str, Any],
     sample_rate: int,
     standardizer: AudioStandardizer,
@@ -287,7 +288,9 @@ def audio_features_like(  # noqa: PLR0913
     training copies, perturbed test rows. Frames are cut or zero-padded to
     ``like``'s frame count.
     """
-    raw = gather_chunks(extract_audio_features(contacts, clean_audio, params, sample_rate))
+    raw = gather_chunks(
+        extract_audio_features(contacts, clean_audio, params, sample_rate)
+    )
     n, (_, width, bands) = len(contacts), like["frames"].shape
     frames = np.zeros((n, width, bands), np.float32)
     pooled = np.zeros((n, like["pooled"].shape[1]), np.float32)

@@ -169,7 +169,12 @@ def augment_training_split(
     ]
     clips = _augmented_clips(augmented["id"], clean_audio, params["audio"], rng)
     audio = audio_features_like(
-        augmented, clips, feature_params, sample_rate, audio_standardizer, audio_features
+        augmented,
+        clips,
+        params=feature_params,
+        sample_rate=sample_rate,
+        standardizer=audio_standardizer,
+        like=audio_features,
     )
     logger.info("Augmented training split: %d rows", len(augmented))
     return {
@@ -252,8 +257,12 @@ def perturb_test_split(  # noqa: PLR0913
             if name in NOISES:
                 clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
                 audio = audio_features_like(
-                    test, clips, feature_params, sample_rate, audio_standardizer,
-                    audio_features,
+                    test,
+                    clips,
+                    params=feature_params,
+                    sample_rate=sample_rate,
+                    standardizer=audio_standardizer,
+                    like=audio_features,
                 )
                 changed = {"audio": audio["pooled"], "audio_frames": audio["frames"]}
             else:
@@ -264,7 +273,9 @@ def perturb_test_split(  # noqa: PLR0913
                     test.assign(text=texts), text_featurizer, token_vocabulary
                 )
             sweep[key] = {**clean, "inputs": {**clean["inputs"], **changed}}
-    logger.info("Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1)
+    logger.info(
+        "Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1
+    )
     return sweep
 
 

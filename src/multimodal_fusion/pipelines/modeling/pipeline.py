@@ -178,7 +178,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 collect_alignment_metrics,
-                {alignment: variant_output(alignment, "metrics") for alignment in ALIGNMENTS},
+                {
+                    alignment: variant_output(alignment, "metrics")
+                    for alignment in ALIGNMENTS
+                },
                 "alignment_metrics",
                 name="collect_alignment_metrics",
             )

@@ -56,14 +56,17 @@ def _trained(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sweep_robustness(
-    model: FusionClassifier, sweep_inputs: dict[str, Any], params: dict[str, Any], seed: int
+    model: FusionClassifier,
+    sweep_inputs: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
 ) -> dict[str, Any]:
     """A variant's test macro-F1 at every level of every imperfection.
 
     Args:
         model: The trained variant.
         sweep_inputs: The perturbed test splits in the variant's input space
-            (see :func:`~multimodal_fusion.pipelines.modeling.nodes.perturb_test_split`).
+            (from ``perturb_test_split`` in the modeling pipeline).
         params: The ``robustness`` parameters.
         seed: The project seed (which test rows lose a modality).
 
@@ -104,7 +107,7 @@ def sweep_robustness(
     return curves
 
 
-def assess_variant(  # noqa: PLR0913
+def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by position
     metrics: dict[str, Any],
     model: FusionClassifier,
     model_inputs: dict[str, Any],

@@ -2,9 +2,9 @@
 matrix (namespaced like the variants), then metrics, plots, run history and the
 Markdown and HTML reports."""
 
-from kedro.pipeline import Node, Pipeline
-
 from functools import partial
+
+from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.robustness.sweeps import MISSING, NOISES, TEXT_CORRUPTIONS
 
