@@ -526,7 +526,8 @@ def _run_real(tmp_path: Path, env: str, data_root: Path) -> dict[str, Any]:
         project,
         pipeline_name="__default__",
         env=env,
-        runtime_params={"data_root": str(data_root)},
+        # Full training (the accuracy is checked), the quick robustness sweep.
+        runtime_params={"data_root": str(data_root), "robustness": QUICK["robustness"]},
     )
     metrics = _latest_json(project, f"{REPORTING}/metrics.json")
     summary = _latest_json(project, f"{REPORTING}/data_summary.json")
@@ -542,7 +543,7 @@ def test_fsdd_audio_only_on_the_official_split(tmp_path, shared_data):
     audio = metrics["audio_only"]
     assert audio["status"] == "trained"
     assert audio["split_sizes"]["test"] == 300
-    assert audio["accuracy"] >= 0.985  # observed 0.993 (reference: 0.987)
+    assert audio["accuracy"] >= 0.985  # observed 0.990 (reference: 0.987)
     for variant in ("text_only", "early_fusion", "aligned_fusion"):
         assert metrics[variant]["status"] == "skipped", variant
     assert metrics["data"]["raw_ids"] == 3000

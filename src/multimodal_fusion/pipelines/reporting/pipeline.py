@@ -2,7 +2,7 @@
 matrix (namespaced like the variants), then metrics, plots, run history and the
 Markdown and HTML reports."""
 
-from functools import partial
+from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
@@ -112,7 +112,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             *(
                 Node(
-                    partial(plot_robustness, imperfection=name),
+                    update_wrapper(
+                        partial(plot_robustness, imperfection=name), plot_robustness
+                    ),
                     "metrics",
                     f"robustness_{name}_plot",
                     name=f"plot_robustness_{name}",
