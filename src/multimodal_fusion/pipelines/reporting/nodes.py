@@ -620,7 +620,10 @@ def _robustness_section(metrics, figures) -> str:
         )
     ]
     trained = _trained(metrics)
-    names = sorted({n for m in trained.values() for n in m.get("robustness", {})})
+    # In the configured order (noise, text, missing), as the sweep wrote them.
+    names = list(
+        dict.fromkeys(n for m in trained.values() for n in m.get("robustness", {}))
+    )
     for name in names:
         rows = [
             [
