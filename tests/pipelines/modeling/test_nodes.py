@@ -19,13 +19,13 @@ from multimodal_fusion.fusion import (
     blank_modality,
 )
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
-    audio_features_like,
     extract_audio_features,
     featurize_texts,
     fit_audio_standardizer,
     fit_text_featurizer,
     fit_token_vocabulary,
     gather_chunks,
+    make_feature_path,
     standardize_audio_features,
     tokenize_texts,
 )
@@ -39,7 +39,6 @@ from multimodal_fusion.pipelines.modeling.nodes import (
     perturb_test_split,
     train_classifier,
 )
-from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 MLP = {
     "branch_units": 32,
@@ -338,14 +337,24 @@ def _contacts_with_clips():
     return contacts, {cid: (lambda c=clip: c) for cid, clip in clips.items()}
 
 
-def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
-    contacts, clips = _contacts_with_clips()
-    train = contacts[contacts["split"] == "train"]
-    featurizer = TextFeaturizer(min_df=1).fit(train["text"])
-    vocabulary = TokenVocabulary(min_count=1).fit(train["text"])
+def _feature_path(contacts, clips):
+    """The feature_extraction nodes on ``contacts``: their feature path and
+    standardised audio features."""
+    featurizer = fit_text_featurizer(contacts, {"min_df": 1})
+    vocabulary = fit_token_vocabulary(contacts, {"min_count": 1})
     raw = gather_chunks(extract_audio_features(contacts, clips, AUDIO_FEATURES, RATE))
     standardizer = fit_audio_standardizer(contacts, raw)
     audio = gather_chunks(standardize_audio_features(raw, standardizer))
+    path = make_feature_path(
+        featurizer, vocabulary, standardizer, audio, AUDIO_FEATURES, RATE
+    )
+    return path, audio
+
+
+def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
+    contacts, clips = _contacts_with_clips()
+    train = contacts[contacts["split"] == "train"]
+    path, audio = _feature_path(contacts, clips)
     params = {
         "copies": 2,
         "text": {"typo_rate": 0.3, "word_dropout": 0.3},
@@ -359,16 +368,7 @@ def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
 
     def augment(copies):
         return augment_training_split(
-            contacts=contacts,
-            clean_audio=clips,
-            text_featurizer=featurizer,
-            token_vocabulary=vocabulary,
-            audio_standardizer=standardizer,
-            audio_features=audio,
-            params={**params, "copies": copies},
-            feature_params=AUDIO_FEATURES,
-            sample_rate=RATE,
-            seed=0,
+            contacts, clips, path, {**params, "copies": copies}, seed=0
         )
 
     augmented = augment(2)
@@ -378,7 +378,7 @@ def test_augmented_training_split_perturbs_and_featurises_the_training_rows():
     assert augmented["y"].tolist() == train["label"].tolist() * 2
     assert augmented["has"]["audio"].tolist() == [True, True, True, False] * 2
     inputs = augmented["inputs"]
-    assert inputs["text"].shape == (8, featurizer.n_features_)
+    assert inputs["text"].shape == (8, path.text_featurizer.n_features_)
     assert inputs["audio_frames"].shape[1:] == audio["frames"].shape[1:]
     assert inputs["audio"].shape == (8, audio["pooled"].shape[1])
     # Perturbed, not copied: features differ from the originals' and per copy.
@@ -413,15 +413,11 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
             "i want a refund for my card",
         ],
     )
-    featurizer = fit_text_featurizer(contacts, {"min_df": 1})
-    vocabulary = fit_token_vocabulary(contacts, {"min_count": 1})
-    raw = gather_chunks(extract_audio_features(contacts, clips, AUDIO_FEATURES, RATE))
-    standardizer = fit_audio_standardizer(contacts, raw)
-    audio = gather_chunks(standardize_audio_features(raw, standardizer))
+    path, audio = _feature_path(contacts, clips)
     model_inputs = build_model_inputs(
         contacts,
-        featurize_texts(contacts, featurizer),
-        tokenize_texts(contacts, vocabulary),
+        featurize_texts(contacts, path.text_featurizer),
+        tokenize_texts(contacts, path.token_vocabulary),
         audio,
     )
     params = {
@@ -434,19 +430,7 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
     }
 
     def perturb():
-        return perturb_test_split(
-            contacts=contacts,
-            clean_audio=clips,
-            model_inputs=model_inputs,
-            text_featurizer=featurizer,
-            token_vocabulary=vocabulary,
-            audio_standardizer=standardizer,
-            audio_features=audio,
-            params=params,
-            feature_params=AUDIO_FEATURES,
-            sample_rate=RATE,
-            seed=0,
-        )
+        return perturb_test_split(contacts, clips, model_inputs, path, params, 0)
 
     sweep = perturb()
     clean = model_inputs["test"]
@@ -462,21 +446,14 @@ def test_perturbed_test_splits_change_only_the_perturbed_modality():
     }
     # Test rows c (audio only), e (both), f (text only).
     test = contacts[contacts["split"] == "test"]
-    again = audio_features_like(
-        test,
-        clips,
-        params=AUDIO_FEATURES,
-        sample_rate=RATE,
-        standardizer=standardizer,
-        like=audio,
-    )
+    again = path.audio_inputs(test, clips)
     # The same features as the pipeline's, in raw units (pure tones have
     # near-constant statistics whose float noise standardisation magnifies).
+    std = path.audio_standardizer.pooled_std_
     np.testing.assert_allclose(
-        again["pooled"] * standardizer.pooled_std_,
-        clean["inputs"]["audio"] * standardizer.pooled_std_,
-        atol=1e-5,
+        again["audio"] * std, clean["inputs"]["audio"] * std, atol=1e-5
     )
+    np.testing.assert_array_equal(again["present"], clean["has"]["audio"])
 
     def change(key, name):
         a, b = _dense(sweep[key]["inputs"][name]), _dense(clean["inputs"][name])

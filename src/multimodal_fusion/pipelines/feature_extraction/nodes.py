@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from tqdm import tqdm
 
 from multimodal_fusion.audio_features import (
@@ -76,9 +78,14 @@ def featurize_texts(
     Returns:
         ``{"ids", "tfidf" (sparse, n × vocab), "present"}``.
     """
+    tfidf = (
+        featurizer.transform(_texts(contacts))
+        if len(contacts)  # scikit-learn refuses to transform no text at all
+        else sparse.csr_matrix((0, featurizer.n_features_), dtype=np.float32)
+    )
     return {
         "ids": contacts["id"].to_numpy(),
-        "tfidf": featurizer.transform(_texts(contacts)),
+        "tfidf": tfidf,
         "present": contacts["has_text"].to_numpy(),
     }
 
@@ -271,42 +278,72 @@ def standardize_audio_features(
         yield ArrayChunk(arrays, first=start == 0, last=stop == len(n_frames))
 
 
-def audio_features_like(
-    contacts: pd.DataFrame,
-    clean_audio: dict[str, Callable[[], AudioClip]],
-    *,
-    params: dict[str, Any],
-    sample_rate: int,
-    standardizer: AudioStandardizer,
-    like: dict[str, Any],
-) -> dict[str, np.ndarray]:
-    """Standardised audio features of a small set of contacts, in memory, with
-    the widths of the feature set ``like`` (the one the models were built on).
+@dataclass(frozen=True)
+class FeaturePath:
+    """Featurises rows made up after the fact (augmented training copies,
+    perturbed test rows) exactly like the contacts: the fitted text featurizer,
+    token vocabulary and audio standardiser, the audio feature parameters, and
+    the feature widths the models were built on."""
 
-    The same path as ``extract_audio_features`` then
-    ``standardize_audio_features``, for rows made up after the fact: augmented
-    training copies, perturbed test rows. Frames are cut or zero-padded to
-    ``like``'s frame count.
-    """
-    raw = gather_chunks(
-        extract_audio_features(contacts, clean_audio, params, sample_rate)
+    text_featurizer: TextFeaturizer
+    token_vocabulary: TokenVocabulary
+    audio_standardizer: AudioStandardizer
+    audio_params: dict[str, Any]
+    sample_rate: int
+    n_frames: int  # frames per row of ``audio_features``
+    pooled_width: int
+
+    def text_inputs(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """TF-IDF (``text``) and token ids (``text_tokens``) of the rows' texts,
+        empty where they have none."""
+        return {
+            "text": featurize_texts(rows, self.text_featurizer)["tfidf"],
+            "text_tokens": tokenize_texts(rows, self.token_vocabulary)["tokens"],
+        }
+
+    def audio_inputs(
+        self, rows: pd.DataFrame, clean_audio: dict[str, Callable[[], AudioClip]]
+    ) -> dict[str, np.ndarray]:
+        """Standardised pooled statistics (``audio``) and frames
+        (``audio_frames``, cut or zero-padded to ``n_frames``) of the rows, and
+        ``present``: the path of ``extract_audio_features`` then
+        ``standardize_audio_features``, in memory."""
+        raw = gather_chunks(
+            extract_audio_features(
+                rows, clean_audio, self.audio_params, self.sample_rate
+            )
+        )
+        n, width = len(rows), self.n_frames
+        frames = np.zeros((n, width, self.audio_params["n_mels"]), np.float32)
+        pooled = np.zeros((n, self.pooled_width), np.float32)
+        if raw["present"].any():
+            scaled = gather_chunks(
+                standardize_audio_features(raw, self.audio_standardizer)
+            )
+            steps = min(width, scaled["frames"].shape[1])
+            frames[:, :steps] = scaled["frames"][:, :steps]
+            pooled = scaled["pooled"]
+        return {"audio": pooled, "audio_frames": frames, "present": raw["present"]}
+
+
+def make_feature_path(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by position
+    text_featurizer: TextFeaturizer,
+    token_vocabulary: TokenVocabulary,
+    audio_standardizer: AudioStandardizer,
+    audio_features: dict[str, Any],
+    audio_params: dict[str, Any],
+    sample_rate: int,
+) -> FeaturePath:
+    """The fitted featurizers and the audio feature widths, as one object."""
+    return FeaturePath(
+        text_featurizer=text_featurizer,
+        token_vocabulary=token_vocabulary,
+        audio_standardizer=audio_standardizer,
+        audio_params=audio_params,
+        sample_rate=sample_rate,
+        n_frames=int(audio_features["frames"].shape[1]),
+        pooled_width=int(audio_features["pooled"].shape[1]),
     )
-    n, (_, width, bands) = len(contacts), like["frames"].shape
-    frames = np.zeros((n, width, bands), np.float32)
-    pooled = np.zeros((n, like["pooled"].shape[1]), np.float32)
-    n_frames = np.minimum(raw["n_frames"], width)
-    if raw["present"].any():
-        scaled = gather_chunks(standardize_audio_features(raw, standardizer))
-        steps = min(width, scaled["frames"].shape[1])
-        frames[:, :steps] = scaled["frames"][:, :steps]
-        pooled = scaled["pooled"]
-    return {
-        "ids": raw["ids"],
-        "present": raw["present"],
-        "n_frames": n_frames,
-        "pooled": pooled,
-        "frames": frames,
-    }
 
 
 def gather_chunks(chunks: Iterable[ArrayChunk]) -> dict[str, np.ndarray]:

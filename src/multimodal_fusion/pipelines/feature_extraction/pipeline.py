@@ -8,6 +8,7 @@ from .nodes import (
     fit_audio_standardizer,
     fit_text_featurizer,
     fit_token_vocabulary,
+    make_feature_path,
     standardize_audio_features,
     tokenize_texts,
 )
@@ -62,6 +63,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["raw_audio_features", "audio_standardizer"],
                 "audio_features",
                 name="standardize_audio_features",
+            ),
+            Node(
+                make_feature_path,
+                [
+                    "text_featurizer",
+                    "token_vocabulary",
+                    "audio_standardizer",
+                    "audio_features",
+                    "params:feature_extraction.audio",
+                    "params:data_processing.audio.sample_rate",
+                ],
+                "feature_path",
+                name="make_feature_path",
             ),
         ]
     )

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from sklearn.metrics import accuracy_score, f1_score
 
 from multimodal_fusion.alignment import (
@@ -20,7 +19,6 @@ from multimodal_fusion.alignment import (
     paired_rows,
     retrieval_recall,
 )
-from multimodal_fusion.audio_features import AudioStandardizer
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.fusion import (
     FusionClassifier,
@@ -30,9 +28,7 @@ from multimodal_fusion.fusion import (
     nonzero_rows,
     stack_inputs,
 )
-from multimodal_fusion.pipelines.feature_extraction.nodes import (
-    audio_features_like,
-)
+from multimodal_fusion.pipelines.feature_extraction.nodes import FeaturePath
 from multimodal_fusion.robustness.audio_robust import augment_clip
 from multimodal_fusion.robustness.sweeps import (
     CLEAN,
@@ -44,7 +40,6 @@ from multimodal_fusion.robustness.sweeps import (
     sweep_levels,
 )
 from multimodal_fusion.robustness.text_robust import augment_text
-from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -120,16 +115,10 @@ def build_model_inputs(
 
 
 def augment_training_split(
-    *,
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
-    text_featurizer: TextFeaturizer,
-    token_vocabulary: TokenVocabulary,
-    audio_standardizer: AudioStandardizer,
-    audio_features: dict[str, Any],
+    feature_path: FeaturePath,
     params: dict[str, Any],
-    feature_params: dict[str, Any],
-    sample_rate: int,
     seed: int,
 ) -> dict[str, Any]:
     """Randomly perturbed copies of the training rows, featurised like them.
@@ -142,14 +131,11 @@ def augment_training_split(
     Args:
         contacts: Split contacts.
         clean_audio: Prepared clips by id, loaded lazily.
-        text_featurizer, token_vocabulary, audio_standardizer: Fitted on train.
-        audio_features: The contacts' audio features (for the widths).
+        feature_path: The fitted featurizers and feature widths.
         params: ``copies`` (0 disables), ``text`` (see
             :func:`~multimodal_fusion.robustness.text_robust.augment_text`) and
             ``audio`` (see
             :func:`~multimodal_fusion.robustness.audio_robust.augment_clip`).
-        feature_params: The ``feature_extraction.audio`` parameters.
-        sample_rate: Rate the clips were prepared at.
         seed: The project seed.
 
     Returns:
@@ -168,55 +154,26 @@ def augment_training_split(
         for text, has in zip(augmented["text"], augmented["has_text"], strict=True)
     ]
     clips = _augmented_clips(augmented["id"], clean_audio, params["audio"], rng)
-    audio = audio_features_like(
-        augmented,
-        clips,
-        params=feature_params,
-        sample_rate=sample_rate,
-        standardizer=audio_standardizer,
-        like=audio_features,
-    )
+    audio = feature_path.audio_inputs(augmented, clips)
     logger.info("Augmented training split: %d rows", len(augmented))
     return {
         "ids": augmented["id"].to_numpy(),
         "y": augmented["label"].to_numpy(),
         "inputs": {
-            **_text_inputs(augmented, text_featurizer, token_vocabulary),
-            "audio": audio["pooled"],
-            "audio_frames": audio["frames"],
+            **feature_path.text_inputs(augmented),
+            "audio": audio["audio"],
+            "audio_frames": audio["audio_frames"],
         },
-        "has": {
-            "text": augmented["has_text"].to_numpy(),
-            "audio": audio["present"],
-        },
+        "has": {"text": augmented["has_text"].to_numpy(), "audio": audio["present"]},
     }
 
 
-def _text_inputs(
-    rows: pd.DataFrame, featurizer: TextFeaturizer, vocabulary: TokenVocabulary
-) -> dict[str, Any]:
-    """TF-IDF and token ids of the rows' texts (empty where they have none)."""
-    texts = rows["text"].where(rows["has_text"], "")
-    tfidf = (
-        featurizer.transform(texts)
-        if len(texts)  # scikit-learn refuses to transform no text at all
-        else sparse.csr_matrix((0, featurizer.n_features_), dtype=np.float32)
-    )
-    return {"text": tfidf, "text_tokens": vocabulary.transform(texts)}
-
-
-def perturb_test_split(  # noqa: PLR0913
-    *,
+def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by position
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
     model_inputs: dict[str, Any],
-    text_featurizer: TextFeaturizer,
-    token_vocabulary: TokenVocabulary,
-    audio_standardizer: AudioStandardizer,
-    audio_features: dict[str, Any],
+    feature_path: FeaturePath,
     params: dict[str, Any],
-    feature_params: dict[str, Any],
-    sample_rate: int,
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """The test split featurised again under every noise and text corruption
@@ -232,12 +189,9 @@ def perturb_test_split(  # noqa: PLR0913
         contacts: Split contacts.
         clean_audio: Prepared clips by id, loaded lazily.
         model_inputs: The splits (the clean test split is reused as is).
-        text_featurizer, token_vocabulary, audio_standardizer: Fitted on train.
-        audio_features: The contacts' audio features (for the widths).
+        feature_path: The fitted featurizers and feature widths.
         params: The ``robustness`` parameters (see
             :func:`~multimodal_fusion.robustness.sweeps.sweep_levels`).
-        feature_params: The ``feature_extraction.audio`` parameters.
-        sample_rate: Rate the clips were prepared at.
         seed: The project seed.
 
     Returns:
@@ -256,22 +210,13 @@ def perturb_test_split(  # noqa: PLR0913
             draw = [seed, 2, number, step]
             if name in NOISES:
                 clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
-                audio = audio_features_like(
-                    test,
-                    clips,
-                    params=feature_params,
-                    sample_rate=sample_rate,
-                    standardizer=audio_standardizer,
-                    like=audio_features,
-                )
-                changed = {"audio": audio["pooled"], "audio_frames": audio["frames"]}
+                audio = feature_path.audio_inputs(test, clips)
+                changed = {k: audio[k] for k in ("audio", "audio_frames")}
             else:
                 rng = np.random.default_rng(draw)
                 corrupt = TEXT_CORRUPTIONS[name]
                 texts = [corrupt(text, rng, level) for text in test["text"]]
-                changed = _text_inputs(
-                    test.assign(text=texts), text_featurizer, token_vocabulary
-                )
+                changed = feature_path.text_inputs(test.assign(text=texts))
             sweep[key] = {**clean, "inputs": {**clean["inputs"], **changed}}
     logger.info(
         "Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1
