@@ -14,22 +14,19 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from copy import deepcopy
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
-import fsspec
 import numpy as np
 import soundfile as sf
 from kedro.io.core import (
-    AbstractVersionedDataset,
     DatasetError,
-    Version,
     get_filepath_str,
-    get_protocol_and_path,
 )
 from kedro_datasets._typing import JSONPreview
+
+from .file_dataset import FileDataset
 
 
 class AudioClip(NamedTuple):
@@ -205,8 +202,17 @@ _FORMATS_BY_SUFFIX = {f".{ext.lower()}": ext for ext in sf.available_formats()}
 _FORMATS_BY_SUFFIX[".oga"] = "OGG"
 
 
-class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
+class AudioDataset(FileDataset[AudioClip, AudioClip]):
     """``AudioDataset`` loads/saves one audio file as an ``AudioClip``.
+
+    The suffix of ``filepath`` picks the format on save (``.wav``, ``.flac``,
+    ``.ogg``, ...); on load libsndfile reads the header, so the suffix does not
+    matter. ``load_args`` go to ``soundfile.read`` (for example ``frames`` and
+    ``start`` to read part of a clip, or ``always_2d``); the waveform is float32
+    unless ``dtype`` is overridden. ``save_args`` go to ``soundfile.write``,
+    chiefly ``subtype`` (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...; by default
+    libsndfile's default for the format). The other arguments are
+    :class:`~multimodal_fusion.datasets.file_dataset.FileDataset`'s.
 
     Examples:
         Using the catalog (YAML), one clip:
@@ -244,82 +250,8 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
         "open_args_save": {"mode": "wb"},
     }
 
-    def __init__(  # noqa: PLR0913
-        self,
-        *,
-        filepath: str | os.PathLike,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Creates a new ``AudioDataset`` pointing to one audio file.
-
-        Args:
-            filepath: Path to the audio file, optionally prefixed with an fsspec
-                protocol such as ``s3://``. The suffix picks the format on save
-                (``.wav``, ``.flac``, ``.ogg``, ...); on load libsndfile reads the
-                header, so the suffix does not matter.
-            load_args: Options for ``soundfile.read`` (for example ``frames`` and
-                ``start`` to read part of a clip, or ``always_2d``). The waveform is
-                float32 unless ``dtype`` is overridden.
-            save_args: Options for ``soundfile.write``, chiefly ``subtype``
-                (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...). By default
-                libsndfile's default subtype for the format is used.
-            version: If given, a ``kedro.io.core.Version``. ``load=None`` loads the
-                latest version; ``save=None`` generates a timestamp.
-            credentials: Credentials for the filesystem, passed to fsspec.
-            fs_args: Extra arguments for the fsspec filesystem, plus
-                ``open_args_load`` / ``open_args_save`` for its ``open``.
-            metadata: Any arbitrary metadata; ignored by Kedro.
-
-        Raises:
-            DatasetError: when the suffix names no format libsndfile can write.
-        """
-        _fs_args = deepcopy(fs_args) or {}
-        _fs_open_args_load = _fs_args.pop("open_args_load", {})
-        _fs_open_args_save = _fs_args.pop("open_args_save", {})
-        _credentials = deepcopy(credentials) or {}
-
-        protocol, path = get_protocol_and_path(filepath, version)
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(self._protocol, **_credentials, **_fs_args)
-        self.metadata = metadata
-
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-
-        self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
-        self._save_args = {**self.DEFAULT_SAVE_ARGS, **(save_args or {})}
-        self._fs_open_args_load = {
-            **self.DEFAULT_FS_ARGS["open_args_load"],
-            **_fs_open_args_load,
-        }
-        self._fs_open_args_save = {
-            **self.DEFAULT_FS_ARGS["open_args_save"],
-            **_fs_open_args_save,
-        }
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
-            "version": self._version,
-        }
-
     def load(self) -> AudioClip:
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        load_path = self._load_path()
         if self._protocol == "file":
             return read_clip(load_path, load_args=self._load_args)
         with self._open(load_path) as fs_file:
@@ -332,7 +264,7 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
         Raises:
             AudioDecodeError: when the file is empty or its header unreadable.
         """
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        load_path = self._load_path()
         with self._open(load_path) as fs_file:
             return read_info(fs_file, name=load_path)
 
@@ -345,7 +277,7 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
         Raises:
             AudioDecodeError: when decoding fails, naming the file and position.
         """
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        load_path = self._load_path()
         with self._open(load_path) as fs_file:
             yield from read_blocks(fs_file, name=load_path, blocksize=blocksize)
 
@@ -392,19 +324,3 @@ class AudioDataset(AbstractVersionedDataset[AudioClip, AudioClip]):
                 f"libsndfile writes. Use one of {sorted(_FORMATS_BY_SUFFIX)}."
             )
         return _FORMATS_BY_SUFFIX[suffix]
-
-    def _exists(self) -> bool:
-        try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(load_path)
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        """Invalidate underlying filesystem caches."""
-        filepath = get_filepath_str(self._filepath, self._protocol)
-        self._fs.invalidate_cache(filepath)

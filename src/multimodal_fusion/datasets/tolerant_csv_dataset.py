@@ -28,20 +28,15 @@ import codecs
 import csv
 import io
 import logging
-import os
-from copy import deepcopy
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import pandas as pd
 from kedro.io.core import (
-    AbstractVersionedDataset,
     DatasetError,
-    Version,
     get_filepath_str,
-    get_protocol_and_path,
 )
+
+from .file_dataset import FileDataset
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +52,14 @@ _BOMS = (
 _FIELD_LIMIT = 2**31 - 1  # csv's default (128 KiB) would fail a long message
 
 
-class TolerantCSVDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]):
+class TolerantCSVDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
     """Loads a CSV of text records as a DataFrame of strings (see the module).
+
+    ``load_args``: ``delimiter`` (None: guess among ``, ; TAB |``), ``columns``
+    (names to keep; None keeps all), ``fallback_encoding`` (for lines that are not
+    UTF-8; default ``cp1252``). ``save_args`` go to ``DataFrame.to_csv``
+    (``index`` is False). The other arguments are
+    :class:`~multimodal_fusion.datasets.file_dataset.FileDataset`'s.
 
     Example (catalog YAML):
 
@@ -78,57 +79,8 @@ class TolerantCSVDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]):
     }
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"index": False}
 
-    def __init__(  # noqa: PLR0913
-        self,
-        *,
-        filepath: str | os.PathLike,
-        load_args: dict[str, Any] | None = None,
-        save_args: dict[str, Any] | None = None,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Creates a new ``TolerantCSVDataset``.
-
-        Args:
-            filepath: Path to the CSV file, optionally with an fsspec protocol.
-            load_args: ``delimiter`` (None: guess among ``, ; TAB |``),
-                ``columns`` (names to keep; None keeps all), ``fallback_encoding``
-                (for lines that are not UTF-8; default ``cp1252``).
-            save_args: Options for ``DataFrame.to_csv`` (``index`` is False).
-            version: A ``kedro.io.core.Version`` when versioned.
-            credentials: Credentials for the filesystem, passed to fsspec.
-            fs_args: Extra arguments for the fsspec filesystem.
-            metadata: Any arbitrary metadata; ignored by Kedro.
-        """
-        protocol, path = get_protocol_and_path(filepath, version)
-        _fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **_fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
-        self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
-        self._save_args = {**self.DEFAULT_SAVE_ARGS, **(save_args or {})}
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
-            "version": self._version,
-        }
-
     def load(self) -> pd.DataFrame:
-        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        load_path = self._load_path()
         with self._fs.open(load_path, mode="rb") as handle:
             raw = handle.read()
         return self._parse(self._decode(raw, load_path), load_path)
@@ -139,20 +91,6 @@ class TolerantCSVDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]):
         with self._fs.open(save_path, mode="w", encoding="utf-8", newline="") as f:
             data.to_csv(f, **self._save_args)
         self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(load_path)
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
     # --- reading ---------------------------------------------------------------
 
