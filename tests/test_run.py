@@ -361,7 +361,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
     )
     stamps = {p: p.stat().st_mtime_ns for p in finished}
 
-    with capture_logs() as log:
+    def resume():
         run_session(
             project,
             pipeline_name="__default__",
@@ -369,18 +369,16 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
             only_missing_outputs=True,
         )
 
+    with capture_logs() as log:
+        resume()
+
     assert f"nodes with existing outputs: {DATA_PROCESSING_NODES}" in log.text
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps  # not rewritten
     metrics = _latest_json(project, f"{REPORTING}/metrics.json")
     assert metrics["data"]["raw_ids"] == 64
     # Nothing is left to do: a second resume runs no node.
     with capture_logs() as log:
-        run_session(
-            project,
-            pipeline_name="__default__",
-            runtime_params=QUICK,
-            only_missing_outputs=True,
-        )
+        resume()
     assert "(all persistent outputs exist)" in log.text
 
 

@@ -242,7 +242,8 @@ class AudioFolderDataset(PartitionedDataset):
         return {**AudioDataset.DEFAULT_LOAD_ARGS, **(config.get("load_args") or {})}
 
     def _dataset_factory(self, path: str) -> Callable[[], AudioDataset]:
-        """Builds the clip's dataset when first used, not while listing."""
+        """Builds the dataset of the clip at ``path`` when called (when first
+        used, not while listing)."""
         kwargs = deepcopy(self._dataset_config)
         kwargs[self._filepath_arg] = self._join_protocol(path)
         return partial(self._dataset_type, **kwargs)
@@ -254,13 +255,9 @@ class AudioFolderDataset(PartitionedDataset):
         fs.makedirs(self._path_on_fs(), exist_ok=True)
         fs.touch(marker)
         for key, clip in sorted(data.items()):
-            kwargs = deepcopy(self._dataset_config)
-            kwargs[self._filepath_arg] = self._join_protocol(
-                self._partition_to_path(key)
-            )
             if callable(clip) and self._save_lazily:
                 clip = clip()  # noqa: PLW2901 - one clip in memory at a time
-            self._dataset_type(**kwargs).save(clip)
+            self._dataset_factory(self._partition_to_path(key))().save(clip)
         fs.rm(marker)
         self._invalidate_caches()
 

@@ -31,6 +31,12 @@ TEXT_CORRUPTIONS: dict[str, Callable[[str, np.random.Generator, float], str]] = 
 NOISES = {"white_noise": "white", "babble_noise": "babble"}
 MISSING = {"text_missing": "text", "audio_missing": "audio"}
 CLEAN = "clean"
+# The modality each imperfection makes worse.
+PERTURBED_MODALITY = {
+    **dict.fromkeys(NOISES, "audio"),
+    **dict.fromkeys(TEXT_CORRUPTIONS, "text"),
+    **MISSING,
+}
 LEVEL_TITLES = {
     **dict.fromkeys(NOISES, "signal-to-noise ratio"),
     "typos": "share of letters mistyped",

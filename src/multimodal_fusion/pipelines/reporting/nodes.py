@@ -32,6 +32,7 @@ from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     CLEAN,
     LEVEL_TITLES,
     MISSING,
+    PERTURBED_MODALITY,
     effective_robustness,
     level_key,
     level_label,
@@ -88,13 +89,19 @@ def sweep_robustness(
 
     curves = {}
     for number, (name, levels) in enumerate(sweep_levels(params).items()):
-        order = np.random.default_rng([seed, 3, number]).permutation(len(clean["y"]))
+        if PERTURBED_MODALITY[name] not in model.modalities:
+            # The model never reads what this imperfection changes.
+            keys = [CLEAN] * len(levels)
+        else:
+            keys = [level_key(name, level) for level in levels]
+        if name in MISSING:
+            n = len(clean["y"])
+            order = np.random.default_rng([seed, 3, number]).permutation(n)
         curve = []
-        for level in levels:
-            key = level_key(name, level)
-            if name in MISSING and key != CLEAN:
-                rows = np.zeros(len(order), bool)
-                rows[order[: round(level * len(order))]] = True
+        for level, key in zip(levels, keys, strict=True):
+            if key != CLEAN and name in MISSING:
+                rows = np.zeros(n, bool)
+                rows[order[: round(level * n)]] = True
                 inputs = blank_modality(clean["inputs"], MISSING[name], rows)
             else:
                 inputs = sweep_inputs[key]["inputs"]
