@@ -20,8 +20,8 @@ from kedro.framework.project import pipelines
 from kedro.runner import ParallelRunner
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.pipelines.modeling.pipeline import VARIANT_INPUTS
-from multimodal_fusion.pipelines.reporting.nodes import RUN_DEPENDENT_KEYS
+from multimodal_fusion.variants import VARIANT_INPUTS
+from multimodal_fusion.evaluation import RUN_DEPENDENT_KEYS
 from multimodal_fusion.pipelines.reporting.pipeline import PLOTS
 from multimodal_fusion.report_html import fmt
 from tests.browser import render_dom, requires_chromium

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.pipelines.modeling.pipeline import ALIGNMENTS, VARIANT_INPUTS
+from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS
 from tests.browser import render_dom, requires_chromium
 from tests.project_copy import copy_project
 

@@ -26,6 +26,7 @@ from multimodal_fusion.fusion import (
     KerasPickleMixin,
     dense_enough,
     feed,
+    nonzero_rows,
     set_global_seed,
 )
 
@@ -300,6 +301,9 @@ class ContrastiveAlignment(KerasPickleMixin):
         return text_z.astype(np.float32), audio_z.astype(np.float32)
 
 
+Alignment = CCAAlignment | ContrastiveAlignment
+
+
 def paired_rows(has_text: np.ndarray, has_audio: np.ndarray, text) -> np.ndarray:
     """Rows with both modalities and a non-empty text vector."""
     nonzero = (
@@ -338,3 +342,18 @@ def retrieval_recall(
             "random": float(np.sum((counts / n) ** 2)),
         }
     return scores
+
+
+def align_inputs(model_inputs: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
+    """The same splits with each modality projected into the common space.
+
+    A row missing a modality (or whose text has no known term) keeps zeros for
+    it in the common space too.
+    """
+    aligned = {}
+    for split, part in model_inputs.items():
+        text_z, audio_z = alignment.transform(part["inputs"])
+        text_z[~(part["has"]["text"] & nonzero_rows(part["inputs"]["text"]))] = 0
+        audio_z[~part["has"]["audio"]] = 0
+        aligned[split] = {**part, "inputs": {"text": text_z, "audio": audio_z}}
+    return aligned

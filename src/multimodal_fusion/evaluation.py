@@ -1,7 +1,8 @@
-"""Evaluation beyond accuracy: calibration, per-class scores and confusions.
+"""Evaluation beyond accuracy: calibration, per-class scores and confusions, and
+reading the variant entries of a run's ``metrics``.
 
-Pure functions of labels, predictions and confidences, shared by the reporting
-nodes and usable from notebooks.
+Pure functions of labels, predictions and confidences, shared by the evaluation
+and reporting nodes and usable from notebooks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
+
+# Measurements that differ between otherwise identical runs: wall times, and the
+# serialised model size (Keras stamps the save time into the file).
+RUN_DEPENDENT_KEYS = ("train_seconds", "predict_ms_per_sample", "size_bytes")
+
+
+def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The model-variant entries of ``metrics`` (those holding ``macro_f1``)."""
+    return {n: m for n, m in metrics.items() if isinstance(m, dict) and "macro_f1" in m}
+
+
+def trained_variants(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The variant entries of ``metrics`` that were trained (not skipped)."""
+    return {
+        n: m for n, m in variant_entries(metrics).items() if m["status"] == "trained"
+    }
 
 
 def reliability_bins(

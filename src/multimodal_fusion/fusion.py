@@ -464,9 +464,10 @@ class LateFusionClassifier:
         return self.classes_[self.predict_proba(inputs).argmax(axis=1)]
 
 
-def make_classifier(
-    params: dict[str, Any], seed: int
-) -> FusionClassifier | LateFusionClassifier:
+Classifier = FusionClassifier | LateFusionClassifier
+
+
+def make_classifier(params: dict[str, Any], seed: int) -> Classifier:
     """The estimator of a variant: ``fusion: late`` gives a
     :class:`LateFusionClassifier` (its other keys are the members'
     hyperparameters), anything else a :class:`FusionClassifier`."""

@@ -5,14 +5,21 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-MAIN_PIPELINES = ("data_processing", "feature_extraction", "modeling", "reporting")
+MAIN_PIPELINES = (
+    "data_processing",
+    "feature_extraction",
+    "modeling",
+    "evaluation",
+    "reporting",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Registers every pipeline; ``__default__`` is the four main ones in a row.
+    """Registers every pipeline; ``__default__`` is the five main ones in a row.
 
-    ``demo_data`` stands apart: it writes the raw demo dataset and runs only when
-    asked for (``kedro run --pipeline demo_data``).
+    ``demo_data`` and ``inference`` stand apart and run only when asked for
+    (``kedro run --pipelines demo_data``): the first writes the raw demo dataset,
+    the second scores new contacts with a model package.
     """
     pipelines = find_pipelines(raise_errors=True)
     # Kedro may load only the pipelines a command asks for: sum those present.

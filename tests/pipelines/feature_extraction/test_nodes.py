@@ -10,7 +10,7 @@ from multimodal_fusion.datasets import (
     AudioClip,
     AudioFolderDataset,
 )
-from multimodal_fusion.pipelines.feature_extraction import nodes
+from multimodal_fusion import featurization
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     extract_audio_features,
     featurize_texts,
@@ -215,7 +215,7 @@ def test_an_undecodable_clip_is_named(tmp_path):
 
 
 def test_features_kept_only_as_the_last_chunk_are_refused(monkeypatch):
-    monkeypatch.setattr(nodes, "BLOCK_BYTES", 1)  # a chunk per batch of 2 clips
+    monkeypatch.setattr(featurization, "BLOCK_BYTES", 1)  # a chunk per batch of 2 clips
     clips = {"a": _clip(300), "c": _clip(900), "d": _clip(500)}
     memory = MemoryDataset()  # what an undeclared dataset does with chunks
     chunks = extract_audio_features(_contacts(), _loaders(clips)[0], AUDIO, RATE)
@@ -239,7 +239,7 @@ def _write_clips(folder, n, seed=0):
 
 
 def test_parallel_features_equal_the_single_process_features(tmp_path, monkeypatch):
-    monkeypatch.setattr(nodes, "BLOCK_BYTES", 20_000)  # several chunks
+    monkeypatch.setattr(featurization, "BLOCK_BYTES", 20_000)  # several chunks
     loaders = AudioFolderDataset(path=str(_write_clips(tmp_path / "audio", 23))).load()
     contacts = pd.DataFrame(
         {"id": sorted(loaders), "split": "train", "has_audio": True}

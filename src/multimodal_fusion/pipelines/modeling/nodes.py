@@ -1,6 +1,7 @@
-"""Model inputs, augmented training copies, alignments (CCA and contrastive), and
-training and evaluation of one model variant. The alignment and variant nodes are
-instantiated once per namespace in pipeline.py.
+"""Model inputs, augmented training copies, alignments (CCA and contrastive) and
+the training of one model variant. The alignment and variant nodes are
+instantiated once per namespace in pipeline.py; scoring them is the evaluation
+pipeline's job.
 """
 
 from __future__ import annotations
@@ -11,34 +12,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
 
 from multimodal_fusion.alignment import (
+    Alignment,
     CCAAlignment,
     ContrastiveAlignment,
     paired_rows,
-    retrieval_recall,
 )
 from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.featurization import FeaturePath
 from multimodal_fusion.fusion import (
-    FusionClassifier,
-    LateFusionClassifier,
-    blank_modality,
+    Classifier,
     make_classifier,
-    nonzero_rows,
     stack_inputs,
 )
-from multimodal_fusion.pipelines.feature_extraction.nodes import FeaturePath
 from multimodal_fusion.robustness.audio_robust import augment_clip
-from multimodal_fusion.robustness.sweeps import (
-    CLEAN,
-    MISSING,
-    NOISES,
-    TEXT_CORRUPTIONS,
-    level_key,
-    noisy_clip,
-    sweep_levels,
-)
 from multimodal_fusion.robustness.text_robust import augment_text
 
 logger = logging.getLogger(__name__)
@@ -46,8 +34,6 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 MODALITIES = ("text", "audio")
 ALIGNMENT_METHODS = {"cca": CCAAlignment, "contrastive": ContrastiveAlignment}
-Alignment = CCAAlignment | ContrastiveAlignment
-Classifier = FusionClassifier | LateFusionClassifier
 
 
 def _split_part(rows, contacts, text_features, text_tokens, audio_features) -> dict:
@@ -168,86 +154,6 @@ def augment_training_split(
     }
 
 
-def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by position
-    contacts: pd.DataFrame,
-    clean_audio: dict[str, Callable[[], AudioClip]],
-    model_inputs: dict[str, Any],
-    feature_path: FeaturePath,
-    params: dict[str, Any],
-    seed: int,
-) -> dict[str, dict[str, Any]]:
-    """The test split featurised again under every noise and text corruption
-    level of the robustness sweeps, through the same fitted featurizers.
-
-    Noise is mixed into each prepared clip (its own seeded generator, so a
-    level's clips are the same in every run); text corruptions act on the
-    cleaned messages. Rows keep their ids, labels and modalities; rows without
-    the perturbed modality stay as they are. Missing-modality levels need no
-    features: the sweep blanks the clean inputs.
-
-    Args:
-        contacts: Split contacts.
-        clean_audio: Prepared clips by id, loaded lazily.
-        model_inputs: The splits (the clean test split is reused as is).
-        feature_path: The fitted featurizers and feature widths.
-        params: The ``robustness`` parameters (see
-            :func:`~multimodal_fusion.robustness.sweeps.sweep_levels`).
-        seed: The project seed.
-
-    Returns:
-        ``{level key: split}``: ``clean`` and ``<imperfection>@<level>`` (see
-        :func:`~multimodal_fusion.robustness.sweeps.level_key`), each a split
-        like ``model_inputs["test"]``.
-    """
-    test = contacts[contacts["split"] == "test"].reset_index(drop=True)
-    clean = model_inputs["test"]
-    sweep = {CLEAN: clean}
-    for number, (name, levels) in enumerate(sweep_levels(params).items()):
-        for step, level in enumerate(levels):
-            key = level_key(name, level)
-            if key in sweep or name in MISSING:
-                continue
-            draw = [seed, 2, number, step]
-            if name in NOISES:
-                clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
-                audio = feature_path.audio_inputs(test, clips)
-                changed = {k: audio[k] for k in ("audio", "audio_frames")}
-            else:
-                rng = np.random.default_rng(draw)
-                corrupt = TEXT_CORRUPTIONS[name]
-                texts = [corrupt(text, rng, level) for text in test["text"]]
-                changed = feature_path.text_inputs(test.assign(text=texts))
-            sweep[key] = {**clean, "inputs": {**clean["inputs"], **changed}}
-    logger.info(
-        "Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1
-    )
-    return sweep
-
-
-def _noisy_clips(
-    rows: pd.DataFrame,
-    clean_audio: dict[str, Callable[[], AudioClip]],
-    kind: str,
-    snr_db: float,
-    draw: list[int],
-) -> dict[str, Callable[[], AudioClip]]:
-    """Lazy loaders of the rows' clips with noise; clip ``i`` draws its noise
-    from the generator seeded ``[*draw, i]``."""
-
-    def loader(cid: str, i: int) -> Callable[[], AudioClip]:
-        def load() -> AudioClip:
-            rng = np.random.default_rng([*draw, i])
-            return noisy_clip(clean_audio[cid](), kind, snr_db, rng)
-
-        return load
-
-    return {
-        cid: loader(cid, i)
-        for i, (cid, has) in enumerate(zip(rows["id"], rows["has_audio"], strict=True))
-        if has
-    }
-
-
 def _augmented_clips(
     ids: pd.Series,
     clean_audio: dict[str, Callable[[], AudioClip]],
@@ -311,63 +217,6 @@ def fit_alignment(
     return alignment
 
 
-def align_inputs(model_inputs: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
-    """The same splits with each modality projected into the common space.
-
-    A row missing a modality (or whose text has no known term) keeps zeros for
-    it in the common space too.
-    """
-    aligned = {}
-    for split, part in model_inputs.items():
-        text_z, audio_z = alignment.transform(part["inputs"])
-        text_z[~(part["has"]["text"] & nonzero_rows(part["inputs"]["text"]))] = 0
-        audio_z[~part["has"]["audio"]] = 0
-        aligned[split] = {**part, "inputs": {"text": text_z, "audio": audio_z}}
-    return aligned
-
-
-def evaluate_alignment(
-    aligned_inputs: dict[str, Any], alignment: Alignment, recall_at: list[int]
-) -> dict[str, Any]:
-    """Cross-modal retrieval Recall@k on the test rows with both modalities.
-
-    Args:
-        aligned_inputs: Output of :func:`align_inputs`.
-        alignment: The fitted alignment (for its method and size).
-        recall_at: The k values of Recall@k.
-
-    Returns:
-        ``{"method", "n_components", "n_pairs", "status", "train_seconds",
-        "text_to_audio", "audio_to_text"}`` with model and random-baseline
-        Recall@k and label_match@1 per direction.
-    """
-    test = aligned_inputs["test"]
-    rows = paired_rows(
-        test["has"]["text"], test["has"]["audio"], test["inputs"]["text"]
-    )
-    text_z, audio_z = test["inputs"]["text"][rows], test["inputs"]["audio"][rows]
-    result = {
-        "method": alignment.method,
-        "n_components": int(alignment.n_components_),
-        "n_pairs": int(rows.sum()),
-    }
-    if alignment.n_components_ < 1 or rows.sum() < 2:
-        return {
-            **result,
-            "status": "skipped",
-            "reason": "too few rows with both modalities",
-        }
-    ks = list(recall_at)
-    labels = test["y"][rows]
-    return {
-        **result,
-        "status": "evaluated",
-        "train_seconds": round(alignment.train_seconds_, 2),
-        "text_to_audio": retrieval_recall(text_z, audio_z, ks, labels),
-        "audio_to_text": retrieval_recall(audio_z, text_z, ks, labels),
-    }
-
-
 def train_classifier(
     model_inputs: dict[str, Any], params: dict[str, Any], seed: int
 ) -> Classifier:
@@ -403,95 +252,3 @@ def train_classifier(
             "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
         )
     return model
-
-
-def _scores(y, predicted) -> dict[str, float]:
-    return {
-        "accuracy": float(accuracy_score(y, predicted)),
-        "macro_f1": float(f1_score(y, predicted, average="macro")),
-    }
-
-
-def _by_available_modalities(has: dict[str, np.ndarray], y, predicted) -> dict:
-    """Test rows and accuracy per combination of available modalities."""
-    groups = {
-        "text_and_audio": has["text"] & has["audio"],
-        "text_only": has["text"] & ~has["audio"],
-        "audio_only": ~has["text"] & has["audio"],
-    }
-    return {
-        name: {
-            "n": int(rows.sum()),
-            "accuracy": float(np.mean(y[rows] == predicted[rows]))
-            if rows.any()
-            else None,
-        }
-        for name, rows in groups.items()
-    }
-
-
-def evaluate_classifier(
-    model: Classifier, model_inputs: dict[str, Any]
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Test-split metrics and per-contact predictions of one variant.
-
-    Every test row is predicted, whichever modalities it has.
-
-    Returns:
-        Metrics (``accuracy``, ``macro_f1``, ``val_macro_f1``, ``modalities``,
-        ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
-        for models of several modalities ``blanked``: test scores with one
-        modality blanked in every row) and the test predictions
-        ``id,label,predicted,confidence,has_text,has_audio``.
-    """
-    sizes = {split: len(model_inputs[split]["y"]) for split in SPLITS}
-    test = model_inputs["test"]
-    base = {"modalities": list(model.modalities), "split_sizes": sizes}
-    if model.skipped_reason_:
-        metrics = {
-            **base,
-            "status": "skipped",
-            "reason": model.skipped_reason_,
-            "accuracy": None,
-            "macro_f1": None,
-        }
-        return metrics, pd.DataFrame(columns=["id", "label", "predicted", "confidence"])
-    proba = model.predict_proba(test["inputs"])
-    predicted = model.classes_[proba.argmax(axis=1)]
-    val = model_inputs["val"]
-    metrics = {
-        **base,
-        "status": "trained",
-        **_scores(test["y"], predicted),
-        "val_macro_f1": _scores(val["y"], model.predict(val["inputs"]))["macro_f1"],
-        "train_rows": model.n_train_rows_,
-        "n_params": model.n_params_,
-        "epochs": model.epochs_,
-        "train_seconds": round(model.train_seconds_, 2),
-        "by_available_modalities": _by_available_modalities(
-            test["has"], test["y"], predicted
-        ),
-    }
-    if len(model.modalities_) > 1:
-        metrics["blanked"] = {
-            modality: _scores(
-                test["y"], model.predict(blank_modality(test["inputs"], modality))
-            )
-            for modality in model.modalities_
-        }
-    predictions = pd.DataFrame(
-        {
-            "id": test["ids"],
-            "label": test["y"],
-            "predicted": predicted,
-            "confidence": proba.max(axis=1),
-            "has_text": test["has"]["text"],
-            "has_audio": test["has"]["audio"],
-        }
-    )
-    return metrics, predictions
-
-
-def collect_alignment_metrics(**alignments: dict[str, Any]) -> dict[str, Any]:
-    """The retrieval metrics of every alignment, by alignment name."""
-    return alignments

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import pickle
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,225 +12,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, f1_score  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from multimodal_fusion import report_html as H  # noqa: E402
 from multimodal_fusion.datasets import AudioClip  # noqa: E402
 from multimodal_fusion.evaluation import (  # noqa: E402
-    expected_calibration_error,
-    per_class_scores,
-    reliability_bins,
     top_confusions,
+    trained_variants,
+    variant_entries,
 )
-from multimodal_fusion.fusion import FusionClassifier, blank_modality  # noqa: E402
 from multimodal_fusion.robustness.sweeps import (  # noqa: E402
-    CLEAN,
     LEVEL_TITLES,
-    MISSING,
-    PERTURBED_MODALITY,
-    effective_robustness,
-    level_key,
     level_label,
-    relative_robustness,
-    sweep_levels,
 )
-
-# Measurements that differ between otherwise identical runs: wall times, and the
-# serialised model size (Keras stamps the save time into the file).
-RUN_DEPENDENT_KEYS = ("train_seconds", "predict_ms_per_sample", "size_bytes")
-
-
-def variant_entries(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The model-variant entries of ``metrics`` (those holding ``macro_f1``)."""
-    return {n: m for n, m in metrics.items() if isinstance(m, dict) and "macro_f1" in m}
-
-
-def _trained(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        n: m for n, m in variant_entries(metrics).items() if m["status"] == "trained"
-    }
-
-
-def sweep_robustness(
-    model: FusionClassifier,
-    sweep_inputs: dict[str, Any],
-    params: dict[str, Any],
-    seed: int,
-) -> dict[str, Any]:
-    """A variant's test macro-F1 at every level of every imperfection.
-
-    Args:
-        model: The trained variant.
-        sweep_inputs: The perturbed test splits in the variant's input space
-            (from ``perturb_test_split`` in the modeling pipeline).
-        params: The ``robustness`` parameters.
-        seed: The project seed (which test rows lose a modality).
-
-    Returns:
-        ``{imperfection: {"levels", "macro_f1", "relative_robustness"}}``; empty
-        for a skipped variant.
-    """
-    if model.skipped_reason_:
-        return {}
-    clean = sweep_inputs[CLEAN]
-    scores: dict[str, float] = {}
-
-    def score(key: str, inputs: dict[str, Any]) -> float:
-        if key not in scores:
-            scores[key] = float(
-                f1_score(clean["y"], model.predict(inputs), average="macro")
-            )
-        return scores[key]
-
-    curves = {}
-    for number, (name, levels) in enumerate(sweep_levels(params).items()):
-        if PERTURBED_MODALITY[name] not in model.modalities:
-            # The model never reads what this imperfection changes.
-            keys = [CLEAN] * len(levels)
-        else:
-            keys = [level_key(name, level) for level in levels]
-        if name in MISSING:
-            n = len(clean["y"])
-            order = np.random.default_rng([seed, 3, number]).permutation(n)
-        curve = []
-        for level, key in zip(levels, keys, strict=True):
-            if key != CLEAN and name in MISSING:
-                rows = np.zeros(n, bool)
-                rows[order[: round(level * n)]] = True
-                inputs = blank_modality(clean["inputs"], MISSING[name], rows)
-            else:
-                inputs = sweep_inputs[key]["inputs"]
-            curve.append(score(key, inputs))
-        curves[name] = {
-            "levels": levels,
-            "macro_f1": curve,
-            "relative_robustness": relative_robustness(curve),
-        }
-    return curves
-
-
-def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by position
-    metrics: dict[str, Any],
-    model: FusionClassifier,
-    model_inputs: dict[str, Any],
-    test_predictions: pd.DataFrame,
-    robustness: dict[str, Any],
-    params: dict[str, Any],
-) -> dict[str, Any]:
-    """A variant's metrics plus calibration, per-class scores, complexity and
-    robustness curves.
-
-    Args:
-        metrics: The variant's test metrics from modeling.
-        model: The trained variant.
-        model_inputs: The splits it was trained on (for timing predictions).
-        test_predictions: Its test predictions with ``confidence``.
-        robustness: Its robustness curves (:func:`sweep_robustness`).
-        params: ``calibration_bins``.
-
-    Returns:
-        The metrics with ``ece``, ``reliability`` (bins), ``per_class``,
-        ``size_bytes`` (pickled model), ``predict_ms_per_sample`` and
-        ``robustness``.
-    """
-    if metrics["status"] != "trained":
-        return metrics
-    correct = (test_predictions["label"] == test_predictions["predicted"]).to_numpy()
-    bins = reliability_bins(
-        test_predictions["confidence"].to_numpy(), correct, params["calibration_bins"]
-    )
-    test_inputs = model_inputs["test"]["inputs"]
-    start = time.perf_counter()
-    model.predict_proba(test_inputs)
-    elapsed = time.perf_counter() - start
-    return {
-        **metrics,
-        "ece": expected_calibration_error(bins),
-        "reliability": bins,
-        "per_class": per_class_scores(
-            test_predictions["label"], test_predictions["predicted"]
-        ),
-        "size_bytes": len(pickle.dumps(model)),
-        "predict_ms_per_sample": round(
-            1000 * elapsed / max(1, len(model_inputs["test"]["y"])), 4
-        ),
-        "robustness": robustness,
-    }
-
-
-def collect_metrics(
-    data_summary: dict[str, Any],
-    alignment_metrics: dict[str, Any],
-    robustness_params: dict[str, Any],
-    **variant_metrics: dict[str, Any],
-) -> dict[str, Any]:
-    """One key per model variant, plus alignments, data counts and the verdict.
-
-    ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
-    the test macro-F1 of the best fusion model minus that of the best unimodal
-    model (both picked on validation). Every robustness curve gets its
-    ``effective_robustness`` against the same curve of the ``baseline`` variant
-    of ``robustness_params`` (left out when the baseline was not trained).
-
-    Returns:
-        The run's metrics, saved as versioned JSON.
-    """
-    baseline = (
-        _trained(variant_metrics)
-        .get(robustness_params["baseline"], {})
-        .get("robustness", {})
-    )
-    variant_metrics = {
-        name: _with_effective_robustness(entry, baseline)
-        for name, entry in variant_metrics.items()
-    }
-    trained = _trained(variant_metrics)
-
-    def best(names):
-        names = [n for n in names if n in trained]
-        return max(names, key=lambda n: trained[n]["val_macro_f1"]) if names else None
-
-    unimodal = best([n for n, m in trained.items() if len(m["modalities"]) == 1])
-    fused = best([n for n, m in trained.items() if len(m["modalities"]) > 1])
-    gain = (
-        trained[fused]["macro_f1"] - trained[unimodal]["macro_f1"]
-        if unimodal and fused
-        else None
-    )
-    return {
-        **variant_metrics,
-        "robustness_baseline": robustness_params["baseline"] if baseline else None,
-        "alignment": alignment_metrics,
-        "data": {k: data_summary[k] for k in ("raw_ids", "outcome", "modalities")},
-        "best_model": best(list(trained)),
-        "best_unimodal": unimodal,
-        "best_fusion": fused,
-        "fusion_gain_macro_f1": gain,
-    }
-
-
-def _with_effective_robustness(
-    entry: dict[str, Any], baseline: dict[str, Any]
-) -> dict[str, Any]:
-    """A variant's entry whose robustness curves also hold their effective
-    robustness against the baseline's curves of the same imperfection."""
-    if not entry.get("robustness"):
-        return entry
-    curves = {
-        name: {
-            **curve,
-            "effective_robustness": effective_robustness(
-                curve["macro_f1"], baseline[name]["macro_f1"]
-            ),
-        }
-        if name in baseline
-        else curve
-        for name, curve in entry["robustness"].items()
-    }
-    return {**entry, "robustness": curves}
 
 
 def plot_confusion_matrix(
@@ -270,7 +64,7 @@ def plot_confusion_matrix(
 
 def plot_model_comparison(metrics: dict[str, Any]) -> go.Figure:
     """Grouped bars of test accuracy and macro-F1 per trained variant."""
-    trained = _trained(metrics)
+    trained = trained_variants(metrics)
     names = list(trained)
     fig = go.Figure(
         [
@@ -296,7 +90,7 @@ def plot_robustness(metrics: dict[str, Any], imperfection: str) -> go.Figure:
     """Test macro-F1 of every trained variant at each level of one imperfection."""
     curves = {
         name: entry["robustness"][imperfection]
-        for name, entry in _trained(metrics).items()
+        for name, entry in trained_variants(metrics).items()
         if imperfection in entry.get("robustness", {})
     }
     levels = next(iter(curves.values()))["levels"] if curves else []
@@ -395,7 +189,7 @@ def plot_reliability(metrics: dict[str, Any]) -> go.Figure:
             line={"dash": "dash", "color": "grey"},
         )
     )
-    for name, entry in _trained(metrics).items():
+    for name, entry in trained_variants(metrics).items():
         bins = entry.get("reliability", [])
         fig.add_trace(
             go.Scatter(
@@ -440,7 +234,7 @@ def analyse_errors(
     others = {
         name: frame.set_index("id")["predicted"]
         for name, frame in test_predictions.items()
-        if name in _trained(metrics)
+        if name in trained_variants(metrics)
     }
     by_id = contacts.set_index("id")
     predictions = test_predictions[best].sort_values("id")
@@ -626,7 +420,7 @@ def _robustness_section(metrics, figures) -> str:
             "above 0 means it degrades more slowly than the baseline."
         )
     ]
-    trained = _trained(metrics)
+    trained = trained_variants(metrics)
     # In the configured order (noise, text, missing), as the sweep wrote them.
     names = list(
         dict.fromkeys(n for m in trained.values() for n in m.get("robustness", {}))
@@ -663,7 +457,7 @@ def _robustness_section(metrics, figures) -> str:
 def _calibration_section(metrics, figures) -> str:
     rows = [
         [n, m["ece"], sum(b["count"] for b in m["reliability"])]
-        for n, m in _trained(metrics).items()
+        for n, m in trained_variants(metrics).items()
     ]
     return (
         H.paragraph(
@@ -734,7 +528,7 @@ def _complexity_section(metrics) -> str:
             m["train_seconds"],
             m["predict_ms_per_sample"],
         ]
-        for n, m in _trained(metrics).items()
+        for n, m in trained_variants(metrics).items()
     ]
     return H.table(
         rows,

@@ -1,18 +1,16 @@
-"""Wiring of the reporting pipeline: per-variant assessment and confusion
-matrix (namespaced like the variants), then metrics, plots, run history and the
-Markdown and HTML reports."""
+"""Wiring of the reporting pipeline: a confusion matrix per variant (namespaced
+like the variants), then plots, error analysis, run history, the Markdown and
+HTML reports, and the model package of the chosen model."""
 
 from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.robustness.sweeps import MISSING, NOISES, TEXT_CORRUPTIONS
+from multimodal_fusion.variants import VARIANT_INPUTS, variant_output
 
-from ..modeling.pipeline import VARIANT_INPUTS, sweep_inputs, variant_output
 from .nodes import (
     analyse_errors,
-    assess_variant,
-    collect_metrics,
     plot_class_balance,
     plot_clip_lengths,
     plot_confusion_matrix,
@@ -22,7 +20,6 @@ from .nodes import (
     plot_run_history,
     render_report,
     summarise_history,
-    sweep_robustness,
     write_summary,
 )
 
@@ -38,8 +35,8 @@ PLOTS = (
 )
 
 
-def variant_reporting(variant: str, model_inputs: str) -> Pipeline:
-    """Confusion matrix and assessment of one variant, in its namespace."""
+def confusion_matrix(variant: str) -> Pipeline:
+    """The confusion matrix of one variant's test predictions, in its namespace."""
     return Pipeline(
         [
             Node(
@@ -47,63 +44,21 @@ def variant_reporting(variant: str, model_inputs: str) -> Pipeline:
                 ["test_predictions", "metrics"],
                 "confusion_matrix",
                 name="plot_confusion_matrix",
-            ),
-            Node(
-                sweep_robustness,
-                ["model", "sweep_inputs", "params:robustness", "params:seed"],
-                "robustness",
-                name="sweep_robustness",
-            ),
-            Node(
-                assess_variant,
-                [
-                    "metrics",
-                    "model",
-                    "model_inputs",
-                    "test_predictions",
-                    "robustness",
-                    "params:reporting",
-                ],
-                "assessment",
-                name="assess_variant",
-            ),
+            )
         ],
         namespace=variant,
         inputs={
-            "model_inputs": model_inputs,
-            "sweep_inputs": sweep_inputs(model_inputs),
             "metrics": variant_output(variant, "metrics"),
             "test_predictions": variant_output(variant, "test_predictions"),
-        },
-        outputs={"assessment": variant_output(variant, "assessment")},
-        parameters={
-            "params:reporting": "params:reporting",
-            "params:robustness": "params:robustness",
-            "params:seed": "params:seed",
         },
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    variants = sum(
-        (variant_reporting(v, source) for v, source in VARIANT_INPUTS.items()),
-        Pipeline([]),
-    )
-    per_variant = {v: variant_output(v, "assessment") for v in VARIANT_INPUTS}
+    variants = sum((confusion_matrix(v) for v in VARIANT_INPUTS), Pipeline([]))
     predictions = {v: variant_output(v, "test_predictions") for v in VARIANT_INPUTS}
     return variants + Pipeline(
         [
-            Node(
-                collect_metrics,
-                {
-                    "data_summary": "data_summary",
-                    "alignment_metrics": "alignment_metrics",
-                    "robustness_params": "params:robustness",
-                    **per_variant,
-                },
-                "metrics",
-                name="collect_metrics",
-            ),
             Node(
                 plot_model_comparison,
                 "metrics",

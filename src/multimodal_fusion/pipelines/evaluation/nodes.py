@@ -1,0 +1,447 @@
+"""Scoring the trained variants on the test split: predictions and metrics,
+cross-modal retrieval of the alignments, the robustness sweeps (the test split
+featurised again under every imperfection), calibration, per-class scores and
+complexity; then one ``metrics`` entry per variant and the verdict.
+
+Every input is a persisted catalog entry, so ``kedro run --pipelines evaluation``
+re-scores the models of the last run without training them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score
+
+from multimodal_fusion.alignment import (
+    Alignment,
+    paired_rows,
+    retrieval_recall,
+)
+from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.evaluation import (
+    expected_calibration_error,
+    per_class_scores,
+    reliability_bins,
+    trained_variants,
+)
+from multimodal_fusion.featurization import FeaturePath
+from multimodal_fusion.fusion import (
+    Classifier,
+    blank_modality,
+)
+from multimodal_fusion.robustness.sweeps import (
+    CLEAN,
+    MISSING,
+    NOISES,
+    PERTURBED_MODALITY,
+    TEXT_CORRUPTIONS,
+    effective_robustness,
+    level_key,
+    noisy_clip,
+    relative_robustness,
+    sweep_levels,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by position
+    contacts: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    model_inputs: dict[str, Any],
+    feature_path: FeaturePath,
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """The test split featurised again under every noise and text corruption
+    level of the robustness sweeps, through the same fitted featurizers.
+
+    Noise is mixed into each prepared clip (its own seeded generator, so a
+    level's clips are the same in every run); text corruptions act on the
+    cleaned messages. Rows keep their ids, labels and modalities; rows without
+    the perturbed modality stay as they are. Missing-modality levels need no
+    features: the sweep blanks the clean inputs.
+
+    Args:
+        contacts: Split contacts.
+        clean_audio: Prepared clips by id, loaded lazily.
+        model_inputs: The splits (the clean test split is reused as is).
+        feature_path: The fitted featurizers and feature widths.
+        params: The ``robustness`` parameters (see
+            :func:`~multimodal_fusion.robustness.sweeps.sweep_levels`).
+        seed: The project seed.
+
+    Returns:
+        ``{level key: split}``: ``clean`` and ``<imperfection>@<level>`` (see
+        :func:`~multimodal_fusion.robustness.sweeps.level_key`), each a split
+        like ``model_inputs["test"]``.
+    """
+    test = contacts[contacts["split"] == "test"].reset_index(drop=True)
+    clean = model_inputs["test"]
+    sweep = {CLEAN: clean}
+    for number, (name, levels) in enumerate(sweep_levels(params).items()):
+        for step, level in enumerate(levels):
+            key = level_key(name, level)
+            if key in sweep or name in MISSING:
+                continue
+            draw = [seed, 2, number, step]
+            if name in NOISES:
+                clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
+                audio = feature_path.audio_inputs(test, clips)
+                changed = {k: audio[k] for k in ("audio", "audio_frames")}
+            else:
+                rng = np.random.default_rng(draw)
+                corrupt = TEXT_CORRUPTIONS[name]
+                texts = [corrupt(text, rng, level) for text in test["text"]]
+                changed = feature_path.text_inputs(test.assign(text=texts))
+            sweep[key] = {**clean, "inputs": {**clean["inputs"], **changed}}
+    logger.info(
+        "Robustness sweep: %d perturbed copies of the test split", len(sweep) - 1
+    )
+    return sweep
+
+
+def _noisy_clips(
+    rows: pd.DataFrame,
+    clean_audio: dict[str, Callable[[], AudioClip]],
+    kind: str,
+    snr_db: float,
+    draw: list[int],
+) -> dict[str, Callable[[], AudioClip]]:
+    """Lazy loaders of the rows' clips with noise; clip ``i`` draws its noise
+    from the generator seeded ``[*draw, i]``."""
+
+    def loader(cid: str, i: int) -> Callable[[], AudioClip]:
+        def load() -> AudioClip:
+            rng = np.random.default_rng([*draw, i])
+            return noisy_clip(clean_audio[cid](), kind, snr_db, rng)
+
+        return load
+
+    return {
+        cid: loader(cid, i)
+        for i, (cid, has) in enumerate(zip(rows["id"], rows["has_audio"], strict=True))
+        if has
+    }
+
+
+def evaluate_alignment(
+    aligned_inputs: dict[str, Any], alignment: Alignment, recall_at: list[int]
+) -> dict[str, Any]:
+    """Cross-modal retrieval Recall@k on the test rows with both modalities.
+
+    Args:
+        aligned_inputs: Output of :func:`align_inputs`.
+        alignment: The fitted alignment (for its method and size).
+        recall_at: The k values of Recall@k.
+
+    Returns:
+        ``{"method", "n_components", "n_pairs", "status", "train_seconds",
+        "text_to_audio", "audio_to_text"}`` with model and random-baseline
+        Recall@k and label_match@1 per direction.
+    """
+    test = aligned_inputs["test"]
+    rows = paired_rows(
+        test["has"]["text"], test["has"]["audio"], test["inputs"]["text"]
+    )
+    text_z, audio_z = test["inputs"]["text"][rows], test["inputs"]["audio"][rows]
+    result = {
+        "method": alignment.method,
+        "n_components": int(alignment.n_components_),
+        "n_pairs": int(rows.sum()),
+    }
+    if alignment.n_components_ < 1 or rows.sum() < 2:
+        return {
+            **result,
+            "status": "skipped",
+            "reason": "too few rows with both modalities",
+        }
+    ks = list(recall_at)
+    labels = test["y"][rows]
+    return {
+        **result,
+        "status": "evaluated",
+        "train_seconds": round(alignment.train_seconds_, 2),
+        "text_to_audio": retrieval_recall(text_z, audio_z, ks, labels),
+        "audio_to_text": retrieval_recall(audio_z, text_z, ks, labels),
+    }
+
+
+def _scores(y, predicted) -> dict[str, float]:
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, average="macro")),
+    }
+
+
+def _by_available_modalities(has: dict[str, np.ndarray], y, predicted) -> dict:
+    """Test rows and accuracy per combination of available modalities."""
+    groups = {
+        "text_and_audio": has["text"] & has["audio"],
+        "text_only": has["text"] & ~has["audio"],
+        "audio_only": ~has["text"] & has["audio"],
+    }
+    return {
+        name: {
+            "n": int(rows.sum()),
+            "accuracy": float(np.mean(y[rows] == predicted[rows]))
+            if rows.any()
+            else None,
+        }
+        for name, rows in groups.items()
+    }
+
+
+def evaluate_classifier(
+    model: Classifier, model_inputs: dict[str, Any]
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Test-split metrics and per-contact predictions of one variant.
+
+    Every test row is predicted, whichever modalities it has.
+
+    Returns:
+        Metrics (``accuracy``, ``macro_f1``, ``val_macro_f1``, ``modalities``,
+        ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
+        for models of several modalities ``blanked``: test scores with one
+        modality blanked in every row) and the test predictions
+        ``id,label,predicted,confidence,has_text,has_audio``.
+    """
+    sizes = {split: len(model_inputs[split]["y"]) for split in SPLITS}
+    test = model_inputs["test"]
+    base = {"modalities": list(model.modalities), "split_sizes": sizes}
+    if model.skipped_reason_:
+        metrics = {
+            **base,
+            "status": "skipped",
+            "reason": model.skipped_reason_,
+            "accuracy": None,
+            "macro_f1": None,
+        }
+        return metrics, pd.DataFrame(columns=["id", "label", "predicted", "confidence"])
+    proba = model.predict_proba(test["inputs"])
+    predicted = model.classes_[proba.argmax(axis=1)]
+    val = model_inputs["val"]
+    metrics = {
+        **base,
+        "status": "trained",
+        **_scores(test["y"], predicted),
+        "val_macro_f1": _scores(val["y"], model.predict(val["inputs"]))["macro_f1"],
+        "train_rows": model.n_train_rows_,
+        "n_params": model.n_params_,
+        "epochs": model.epochs_,
+        "train_seconds": round(model.train_seconds_, 2),
+        "by_available_modalities": _by_available_modalities(
+            test["has"], test["y"], predicted
+        ),
+    }
+    if len(model.modalities_) > 1:
+        metrics["blanked"] = {
+            modality: _scores(
+                test["y"], model.predict(blank_modality(test["inputs"], modality))
+            )
+            for modality in model.modalities_
+        }
+    predictions = pd.DataFrame(
+        {
+            "id": test["ids"],
+            "label": test["y"],
+            "predicted": predicted,
+            "confidence": proba.max(axis=1),
+            "has_text": test["has"]["text"],
+            "has_audio": test["has"]["audio"],
+        }
+    )
+    return metrics, predictions
+
+
+def collect_alignment_metrics(**alignments: dict[str, Any]) -> dict[str, Any]:
+    """The retrieval metrics of every alignment, by alignment name."""
+    return alignments
+
+
+def sweep_robustness(
+    model: Classifier,
+    sweep_inputs: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """A variant's test macro-F1 at every level of every imperfection.
+
+    Args:
+        model: The trained variant.
+        sweep_inputs: The perturbed test splits in the variant's input space
+            (from ``perturb_test_split`` in the modeling pipeline).
+        params: The ``robustness`` parameters.
+        seed: The project seed (which test rows lose a modality).
+
+    Returns:
+        ``{imperfection: {"levels", "macro_f1", "relative_robustness"}}``; empty
+        for a skipped variant.
+    """
+    if model.skipped_reason_:
+        return {}
+    clean = sweep_inputs[CLEAN]
+    scores: dict[str, float] = {}
+
+    def score(key: str, inputs: dict[str, Any]) -> float:
+        if key not in scores:
+            scores[key] = float(
+                f1_score(clean["y"], model.predict(inputs), average="macro")
+            )
+        return scores[key]
+
+    curves = {}
+    for number, (name, levels) in enumerate(sweep_levels(params).items()):
+        if PERTURBED_MODALITY[name] not in model.modalities:
+            # The model never reads what this imperfection changes.
+            keys = [CLEAN] * len(levels)
+        else:
+            keys = [level_key(name, level) for level in levels]
+        if name in MISSING:
+            n = len(clean["y"])
+            order = np.random.default_rng([seed, 3, number]).permutation(n)
+        curve = []
+        for level, key in zip(levels, keys, strict=True):
+            if key != CLEAN and name in MISSING:
+                rows = np.zeros(n, bool)
+                rows[order[: round(level * n)]] = True
+                inputs = blank_modality(clean["inputs"], MISSING[name], rows)
+            else:
+                inputs = sweep_inputs[key]["inputs"]
+            curve.append(score(key, inputs))
+        curves[name] = {
+            "levels": levels,
+            "macro_f1": curve,
+            "relative_robustness": relative_robustness(curve),
+        }
+    return curves
+
+
+def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by position
+    metrics: dict[str, Any],
+    model: Classifier,
+    model_inputs: dict[str, Any],
+    test_predictions: pd.DataFrame,
+    robustness: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """A variant's metrics plus calibration, per-class scores, complexity and
+    robustness curves.
+
+    Args:
+        metrics: The variant's test metrics from modeling.
+        model: The trained variant.
+        model_inputs: The splits it was trained on (for timing predictions).
+        test_predictions: Its test predictions with ``confidence``.
+        robustness: Its robustness curves (:func:`sweep_robustness`).
+        params: ``calibration_bins``.
+
+    Returns:
+        The metrics with ``ece``, ``reliability`` (bins), ``per_class``,
+        ``size_bytes`` (pickled model), ``predict_ms_per_sample`` and
+        ``robustness``.
+    """
+    if metrics["status"] != "trained":
+        return metrics
+    correct = (test_predictions["label"] == test_predictions["predicted"]).to_numpy()
+    bins = reliability_bins(
+        test_predictions["confidence"].to_numpy(), correct, params["calibration_bins"]
+    )
+    test_inputs = model_inputs["test"]["inputs"]
+    start = time.perf_counter()
+    model.predict_proba(test_inputs)
+    elapsed = time.perf_counter() - start
+    return {
+        **metrics,
+        "ece": expected_calibration_error(bins),
+        "reliability": bins,
+        "per_class": per_class_scores(
+            test_predictions["label"], test_predictions["predicted"]
+        ),
+        "size_bytes": len(pickle.dumps(model)),
+        "predict_ms_per_sample": round(
+            1000 * elapsed / max(1, len(model_inputs["test"]["y"])), 4
+        ),
+        "robustness": robustness,
+    }
+
+
+def collect_metrics(
+    data_summary: dict[str, Any],
+    alignment_metrics: dict[str, Any],
+    robustness_params: dict[str, Any],
+    **variant_metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """One key per model variant, plus alignments, data counts and the verdict.
+
+    ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
+    the test macro-F1 of the best fusion model minus that of the best unimodal
+    model (both picked on validation). Every robustness curve gets its
+    ``effective_robustness`` against the same curve of the ``baseline`` variant
+    of ``robustness_params`` (left out when the baseline was not trained).
+
+    Returns:
+        The run's metrics, saved as versioned JSON.
+    """
+    baseline = (
+        trained_variants(variant_metrics)
+        .get(robustness_params["baseline"], {})
+        .get("robustness", {})
+    )
+    variant_metrics = {
+        name: _with_effective_robustness(entry, baseline)
+        for name, entry in variant_metrics.items()
+    }
+    trained = trained_variants(variant_metrics)
+
+    def best(names):
+        names = [n for n in names if n in trained]
+        return max(names, key=lambda n: trained[n]["val_macro_f1"]) if names else None
+
+    unimodal = best([n for n, m in trained.items() if len(m["modalities"]) == 1])
+    fused = best([n for n, m in trained.items() if len(m["modalities"]) > 1])
+    gain = (
+        trained[fused]["macro_f1"] - trained[unimodal]["macro_f1"]
+        if unimodal and fused
+        else None
+    )
+    return {
+        **variant_metrics,
+        "robustness_baseline": robustness_params["baseline"] if baseline else None,
+        "alignment": alignment_metrics,
+        "data": {k: data_summary[k] for k in ("raw_ids", "outcome", "modalities")},
+        "best_model": best(list(trained)),
+        "best_unimodal": unimodal,
+        "best_fusion": fused,
+        "fusion_gain_macro_f1": gain,
+    }
+
+
+def _with_effective_robustness(
+    entry: dict[str, Any], baseline: dict[str, Any]
+) -> dict[str, Any]:
+    """A variant's entry whose robustness curves also hold their effective
+    robustness against the baseline's curves of the same imperfection."""
+    if not entry.get("robustness"):
+        return entry
+    curves = {
+        name: {
+            **curve,
+            "effective_robustness": effective_robustness(
+                curve["macro_f1"], baseline[name]["macro_f1"]
+            ),
+        }
+        if name in baseline
+        else curve
+        for name, curve in entry["robustness"].items()
+    }
+    return {**entry, "robustness": curves}

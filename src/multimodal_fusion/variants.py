@@ -1,0 +1,47 @@
+"""The model variants and alignments, and the names of the datasets they
+publish: one table read by the modeling, evaluation and reporting pipelines and
+by the model package.
+
+Adding a variant is an entry in :data:`VARIANT_INPUTS` plus its hyperparameters
+under the same key in ``parameters_modeling.yml``.
+"""
+
+from __future__ import annotations
+
+# Alignment (namespace; parameters under ``modeling.alignments.<alignment>``) →
+# the dataset it publishes the inputs projected into its common space to.
+ALIGNMENTS = {
+    "cca_alignment": "cca_aligned_inputs",
+    "deep_alignment": "deep_aligned_inputs",
+}
+
+# Model variant (namespace) → the model-input dataset it trains on. Its
+# hyperparameters live under the same key in parameters_modeling.yml.
+VARIANT_INPUTS = {
+    "text_only": "model_inputs",
+    "audio_only": "model_inputs",
+    "early_fusion": "model_inputs",
+    "late_fusion": "model_inputs",
+    "gated_fusion": "model_inputs",
+    "attention_fusion": "model_inputs",
+    "aligned_fusion": "cca_aligned_inputs",
+    "deep_aligned_fusion": "deep_aligned_inputs",
+}
+
+
+def variant_alignment(variant: str) -> str | None:
+    """The alignment whose common space a variant reads, or None."""
+    source = VARIANT_INPUTS[variant]
+    return next((a for a, out in ALIGNMENTS.items() if out == source), None)
+
+
+def variant_output(variant: str, name: str) -> str:
+    """The dataset a variant (or alignment) publishes its output ``name`` to,
+    outside its namespace (``metrics``, ``test_predictions``)."""
+    return f"{variant}_{name}"
+
+
+def sweep_inputs(model_inputs: str) -> str:
+    """The dataset holding the robustness sweep's perturbed test splits in the
+    space of ``model_inputs`` (the features, or an alignment's common space)."""
+    return f"{model_inputs}_sweep"
