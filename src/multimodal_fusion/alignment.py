@@ -29,11 +29,12 @@ from multimodal_fusion.fusion import (
     nonzero_rows,
     set_global_seed,
 )
+from multimodal_fusion.persistence import Stateful
 
 VALIDATION_RECALL = "val_recall@5"
 
 
-class CCAAlignment:
+class CCAAlignment(Stateful):
     """Linear alignment of two modalities with CCA.
 
     Follows scikit-learn's conventions: ``__init__`` stores hyperparameters,
@@ -97,7 +98,7 @@ class CCAAlignment:
         return text_z.astype(np.float32), audio_z.astype(np.float32)
 
 
-class ContrastiveAlignment(KerasPickleMixin):
+class ContrastiveAlignment(KerasPickleMixin, Stateful):
     """Deep alignment: two towers trained contrastively (symmetric InfoNCE).
 
     The text tower is Dense+Dropout over TF-IDF, the audio tower Dense+Dropout

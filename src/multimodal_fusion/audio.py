@@ -12,6 +12,7 @@ decodes it block by block into one mono array for :func:`prepare_clip`.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -20,10 +21,15 @@ from typing import Any, NamedTuple, Protocol
 
 import librosa
 import numpy as np
+import soundfile as sf
 from kedro.io.core import DatasetError
 
 from multimodal_fusion.datasets import AudioClip, AudioInfo
-from multimodal_fusion.datasets.audio_dataset import AudioDecodeError
+from multimodal_fusion.datasets.audio_dataset import (
+    AudioDecodeError,
+    read_blocks,
+    read_info,
+)
 
 SILENCE_PEAK = 1e-4  # -80 dBFS
 CLIPPING_LEVEL = 0.99  # a sample at or above this magnitude counts as clipped
@@ -31,6 +37,9 @@ BLOCKSIZE = 65536  # samples per channel decoded at a time
 # A header's frame count may be an estimate (MP3): a shortfall within this many
 # samples is not taken for a truncated file.
 _FRAME_TOLERANCE = 2048
+# Samples per frame of the SNR estimate (64 ms at 16 kHz), and its ceiling.
+SNR_FRAME = 1024
+MAX_SNR_DB = 100.0
 _DRIVE_OR_PROTOCOL = re.compile(r"^([A-Za-z]:[\\/]|[A-Za-z][\w+.-]*://)")
 
 
@@ -52,6 +61,7 @@ class AudioFacts(NamedTuple):
     peak_dbfs: float
     rms_dbfs: float
     clipped_share: float
+    snr_db: float
 
 
 class AudioLimits(NamedTuple):
@@ -133,11 +143,34 @@ class DecodedSource:
             yield waveform[start : start + blocksize].astype(np.float32)
 
 
+class EncodedSource:
+    """A :class:`ClipSource` over the bytes of an audio file (an upload, say),
+    decoded like a file on disk."""
+
+    refusal = None
+
+    def __init__(self, key: str, data: bytes) -> None:
+        self.key = key
+        self._data = data
+
+    def __call__(self) -> AudioClip:
+        return decode_mono(self)
+
+    def info(self) -> AudioInfo:
+        return read_info(io.BytesIO(self._data), name=self.key)
+
+    def blocks(self, blocksize: int = BLOCKSIZE) -> Iterator[np.ndarray]:
+        return read_blocks(io.BytesIO(self._data), name=self.key, blocksize=blocksize)
+
+
 def clip_source(key: str, value: Any) -> ClipSource:
-    """``value`` as a :class:`ClipSource`: a source passes through, a clip or a
-    loader is wrapped in a :class:`DecodedSource`."""
+    """``value`` as a :class:`ClipSource`: a source passes through, the bytes of
+    a file become an :class:`EncodedSource`, a clip or a loader is wrapped in a
+    :class:`DecodedSource`."""
     if hasattr(value, "info") and hasattr(value, "blocks"):
         return value
+    if isinstance(value, bytes | bytearray):
+        return EncodedSource(key, bytes(value))
     return DecodedSource(key, value)
 
 
@@ -190,14 +223,22 @@ def _header_problem(info: AudioInfo, limits: AudioLimits) -> AudioProblem | None
 
 
 class _Levels:
-    """Running sample statistics over blocks."""
+    """Running sample statistics over blocks, and the energy of every
+    ``SNR_FRAME`` samples for the SNR estimate."""
 
     def __init__(self) -> None:
         self.frames = self.samples = self.non_finite = self.clipped = 0
         self.peak = self.sum_squares = 0.0
+        self.frame_energies: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
         finite = np.isfinite(block)
+        whole = len(block) // SNR_FRAME * SNR_FRAME
+        if whole:
+            mono = np.where(finite[:whole], block[:whole], 0.0).reshape(
+                whole // SNR_FRAME, -1
+            )
+            self.frame_energies.append(np.mean(np.square(mono, dtype=np.float64), 1))
         self.frames += len(block)
         self.samples += block.size
         self.non_finite += int(block.size - np.count_nonzero(finite))
@@ -206,6 +247,17 @@ class _Levels:
             self.peak = max(self.peak, float(magnitude.max()))
         self.sum_squares += float(np.square(magnitude, dtype=np.float64).sum())
         self.clipped += int(np.count_nonzero(magnitude >= CLIPPING_LEVEL))
+
+    def snr_db(self) -> float:
+        """A blind SNR estimate: loud frames (95th percentile of frame energy)
+        over quiet ones (10th percentile), in dB, within [0, ``MAX_SNR_DB``].
+        Exact digital silence between words gives the maximum."""
+        energies = np.concatenate(self.frame_energies or [np.zeros(1)])
+        loud, quiet = np.percentile(energies, [95, 10])
+        if loud <= 0:
+            return 0.0
+        ratio = 10 * math.log10(loud / max(quiet, loud * 10 ** (-MAX_SNR_DB / 10)))
+        return round(min(max(ratio, 0.0), MAX_SNR_DB), 2)
 
 
 def _level_problem(levels: _Levels, limits: AudioLimits) -> AudioProblem | None:
@@ -266,6 +318,7 @@ def inspect_clip(
         peak_dbfs=_dbfs(levels.peak),
         rms_dbfs=_dbfs(rms),
         clipped_share=round(levels.clipped / levels.samples, 4),
+        snr_db=levels.snr_db(),
     )
 
 
@@ -367,3 +420,19 @@ def key_problem(key: str) -> AudioProblem | None:
             "stay inside it",
         )
     return None
+
+
+# The format ``clean_audio`` stores prepared clips in (conf/base/catalog.yml):
+# feature extraction reads them back from it, so a clip prepared elsewhere passes
+# through the same encoding before its features are computed.
+CLEAN_AUDIO_FORMAT = "FLAC"
+
+
+def as_stored(clip: AudioClip, audio_format: str = CLEAN_AUDIO_FORMAT) -> AudioClip:
+    """The clip as it reads back after being saved in ``audio_format`` (for
+    FLAC: quantised to 16 bits), encoded and decoded in memory."""
+    buffer = io.BytesIO()
+    sf.write(buffer, clip.waveform, clip.sample_rate, format=audio_format)
+    buffer.seek(0)
+    waveform, rate = sf.read(buffer, dtype="float32")
+    return AudioClip(waveform, int(rate))

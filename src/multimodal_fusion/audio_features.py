@@ -28,6 +28,7 @@ import soxr
 
 from multimodal_fusion.audio import to_mono
 from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.persistence import Stateful
 
 TOP_DB = 80.0
 AMIN = 1e-10
@@ -402,7 +403,7 @@ def _check_positive(**sizes: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-class AudioStandardizer:
+class AudioStandardizer(Stateful):
     """Standardises pooled statistics and log-mel frames with statistics learned
     from training clips only, streaming: ``partial_fit`` takes the training data
     chunk by chunk (Chan's pairwise update of mean and variance, float64).

@@ -7,6 +7,7 @@ and reporting nodes and usable from notebooks.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,26 @@ def trained_variants(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The variant entries of ``metrics`` that were trained (not skipped)."""
     return {
         n: m for n, m in variant_entries(metrics).items() if m["status"] == "trained"
+    }
+
+
+def fingerprint(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A short SHA-256 of the rows' ``columns``, whatever their order: two
+    datasets with the same fingerprint hold the same records."""
+    rows = sorted("\t".join(map(str, row)) for row in frame[columns].itertuples(False))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def data_fingerprints(contacts: pd.DataFrame) -> dict[str, Any]:
+    """Fingerprints of the split contacts (ids, labels, splits, modalities) and
+    of the training ids with their labels."""
+    train = contacts[contacts["split"] == "train"]
+    return {
+        "data_fingerprint": fingerprint(
+            contacts, ["id", "label", "split", "has_text", "has_audio"]
+        ),
+        "train_fingerprint": fingerprint(train, ["id", "label"]),
+        "n_train": len(train),
     }
 
 

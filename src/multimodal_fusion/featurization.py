@@ -30,6 +30,7 @@ from multimodal_fusion.audio_features import (
 from multimodal_fusion.datasets import ArrayChunk, AudioClip
 from multimodal_fusion.datasets.array_folder_dataset import read_rows
 from multimodal_fusion.parallel import map_batches
+from multimodal_fusion.persistence import Stateful
 from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def standardize_audio_features(
 
 
 @dataclass(frozen=True)
-class FeaturePath:
+class FeaturePath(Stateful):
     """Featurises rows made up after the fact (augmented training copies,
     perturbed test rows) exactly like the contacts: the fitted text featurizer,
     token vocabulary and audio standardiser, the audio feature parameters, and

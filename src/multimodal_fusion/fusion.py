@@ -26,6 +26,7 @@ import numpy as np
 from scipy import optimize, sparse
 from scipy.special import log_softmax
 
+from multimodal_fusion.persistence import Stateful
 from multimodal_fusion.text import TokenVocabulary
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -170,7 +171,7 @@ class KerasPickleMixin:
         self.__dict__.update(state)
 
 
-class FusionClassifier(KerasPickleMixin):
+class FusionClassifier(KerasPickleMixin, Stateful):
     """Trains a fusion network on whichever of ``modalities`` the data provides.
 
     Follows scikit-learn's conventions: ``__init__`` stores hyperparameters,
@@ -375,7 +376,7 @@ class FusionClassifier(KerasPickleMixin):
         return np.searchsorted(self.classes_, np.asarray(y))
 
 
-class LateFusionClassifier:
+class LateFusionClassifier(Stateful):
     """One classifier per modality; their log-probabilities are summed with one
     non-negative weight per modality, fit on the validation split (minimum
     log-loss). A row missing a modality is predicted from the others alone.

@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+from multimodal_fusion.persistence import Stateful
 
 EMAIL_TOKEN = "[EMAIL]"
 CARD_TOKEN = "[CARD]"
@@ -149,7 +152,7 @@ def clean_text(text: str, *, lowercase: bool = True) -> str:
     return "".join(p if p in PII_TOKENS else p.lower() for p in pieces)
 
 
-class TextFeaturizer:
+class TextFeaturizer(Stateful):
     """TF-IDF over word n-grams and character n-grams (robust to typos).
 
     Follows scikit-learn's estimator conventions: ``__init__`` stores
@@ -198,6 +201,42 @@ class TextFeaturizer:
         self.n_features_ = sum(len(v.vocabulary_) for v in self.vectorizers_)
         return self
 
+    def get_state(self) -> dict[str, Any]:
+        """As :meth:`Stateful.get_state`; each TF-IDF vectorizer as its
+        parameters, vocabulary and idf weights."""
+        state = super().get_state()
+        state["fitted"]["vectorizers_"] = [
+            {
+                "params": {
+                    k: v
+                    for k, v in vectorizer.get_params().items()
+                    if k not in ("dtype", "vocabulary")
+                },
+                "vocabulary": {t: int(i) for t, i in vectorizer.vocabulary_.items()},
+                "idf": vectorizer.idf_,
+            }
+            for vectorizer in self.vectorizers_
+        ]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TextFeaturizer:
+        """The featurizer :meth:`get_state` described: vectorizers with their
+        fixed vocabulary and idf weights, transforming exactly as fitted."""
+        fitted = dict(state["fitted"])
+        vectorizers = []
+        for stored in fitted.pop("vectorizers_"):
+            params = dict(stored["params"])
+            params["ngram_range"] = tuple(params["ngram_range"])
+            vectorizer = TfidfVectorizer(
+                **params, dtype=np.float32, vocabulary=stored["vocabulary"]
+            )
+            vectorizer.idf_ = stored["idf"]
+            vectorizers.append(vectorizer)
+        featurizer = super().from_state({**state, "fitted": fitted})
+        featurizer.vectorizers_ = vectorizers
+        return featurizer
+
     def transform(self, texts):
         """Sparse float32 matrix ``(n_texts, n_features_)``; empty text → zero row."""
         texts = list(texts)
@@ -217,7 +256,7 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-class TokenVocabulary:
+class TokenVocabulary(Stateful):
     """Word vocabulary and padded token-id sequences, for sequence models.
 
     Follows scikit-learn's estimator conventions. Id 0 is padding and id 1 stands

@@ -52,6 +52,7 @@ INDEX_COLUMNS = [
     "peak_dbfs",
     "rms_dbfs",
     "clipped_share",
+    "snr_db",
 ]
 MAX_ID_LENGTH = 200
 _LISTED = 5  # locations named in a detail before "and N more"

@@ -26,6 +26,7 @@ from multimodal_fusion.alignment import (
 )
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.evaluation import (
+    data_fingerprints,
     expected_calibration_error,
     per_class_scores,
     reliability_bins,
@@ -377,11 +378,14 @@ def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by p
 
 def collect_metrics(
     data_summary: dict[str, Any],
+    contacts: pd.DataFrame,
+    environment: str,
     alignment_metrics: dict[str, Any],
     robustness_params: dict[str, Any],
     **variant_metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """One key per model variant, plus alignments, data counts and the verdict.
+    """One key per model variant, plus alignments, data counts, the run
+    (environment and data fingerprints) and the verdict.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
@@ -419,6 +423,7 @@ def collect_metrics(
         "robustness_baseline": robustness_params["baseline"] if baseline else None,
         "alignment": alignment_metrics,
         "data": {k: data_summary[k] for k in ("raw_ids", "outcome", "modalities")},
+        "run": {"environment": environment, **data_fingerprints(contacts)},
         "best_model": best(list(trained)),
         "best_unimodal": unimodal,
         "best_fusion": fused,

@@ -144,6 +144,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 collect_metrics,
                 {
                     "data_summary": "data_summary",
+                    "contacts": "contacts",
+                    "environment": "params:environment",
                     "alignment_metrics": "alignment_metrics",
                     "robustness_params": "params:robustness",
                     **{v: variant_output(v, "assessment") for v in VARIANT_INPUTS},

@@ -19,14 +19,19 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from multimodal_fusion import report_html as H  # noqa: E402
 from multimodal_fusion.datasets import AudioClip  # noqa: E402
 from multimodal_fusion.evaluation import (  # noqa: E402
+    data_fingerprints,
     top_confusions,
     trained_variants,
     variant_entries,
 )
+from multimodal_fusion.featurization import FeaturePath  # noqa: E402
+from multimodal_fusion.monitoring import profile, signal_values  # noqa: E402
+from multimodal_fusion.package import ModelPackage, library_versions  # noqa: E402
 from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     LEVEL_TITLES,
     level_label,
 )
+from multimodal_fusion.variants import variant_alignment  # noqa: E402
 
 
 def plot_confusion_matrix(
@@ -267,8 +272,11 @@ def summarise_history(
     """
     rows = []
     for version, run in metrics_history.items():
+        run_info = run.get("run", {})
         row = {
             "version": version,
+            "environment": run_info.get("environment"),
+            "data_fingerprint": run_info.get("data_fingerprint"),
             "best_model": run.get("best_model"),
             "fusion_gain_macro_f1": run.get("fusion_gain_macro_f1"),
         }
@@ -613,3 +621,77 @@ def render_report(
         ),
     ]
     return H.page("multimodal-fusion report", sections)
+
+
+def package_model(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by name
+    metrics: dict[str, Any],
+    feature_path: FeaturePath,
+    contacts: pd.DataFrame,
+    audio_index: pd.DataFrame,
+    parameters: dict[str, Any],
+    params: dict[str, Any],
+    **artefacts: Any,
+) -> ModelPackage:
+    """The chosen model and everything it needs to predict, as one package.
+
+    Args:
+        metrics: This run's metrics (``best_model``, the variants' test scores).
+        feature_path: The fitted featurizers.
+        contacts: The split contacts (training data profile and fingerprint).
+        audio_index: Every kept clip's measures (the profile's clip signals).
+        parameters: Every parameter of the run.
+        params: ``variant``: the variant to package (null: ``best_model``,
+            chosen on the validation split).
+        artefacts: ``<variant>_model`` and ``<variant>_test_predictions`` of
+            every variant, ``<alignment>_model`` of every alignment.
+
+    Raises:
+        ValueError: when the variant is unknown or was not trained.
+    """
+    variant = params.get("variant") or metrics["best_model"]
+    entry = variant_entries(metrics).get(variant)
+    if entry is None or entry["status"] != "trained":
+        reason = entry.get("reason", "") if entry else "unknown variant"
+        raise ValueError(
+            f"Cannot package '{variant}': it was not trained in this run "
+            f"({reason or 'no model'}). Set reporting packaging.variant to one of "
+            f"{sorted(trained_variants(metrics))}."
+        )
+    alignment = variant_alignment(variant)
+    train = contacts[contacts["split"] == "train"]
+    values = signal_values(
+        train,
+        audio_index,
+        feature_path.token_vocabulary,
+        artefacts[f"{variant}_test_predictions"],
+    )
+    trained_with = {
+        name: parameters[name]
+        for name in (variant, "feature_extraction", "seed")
+        if name in parameters
+    }
+    if alignment:
+        trained_with["alignment"] = parameters["modeling"]["alignments"][alignment]
+    return ModelPackage(
+        variant=variant,
+        model=artefacts[f"{variant}_model"],
+        feature_path=feature_path,
+        preprocessing={
+            "text": parameters["data_processing"]["text"],
+            "audio": parameters["data_processing"]["audio"],
+        },
+        alignment=artefacts[f"{alignment}_model"] if alignment else None,
+        reference=profile(values),
+        parameters=trained_with,
+        provenance={
+            "environment": parameters.get("environment"),
+            **data_fingerprints(contacts),
+            "test_metrics": {
+                key: entry.get(key)
+                for key in ("accuracy", "macro_f1", "val_macro_f1", "ece")
+            },
+            "split_sizes": entry["split_sizes"],
+            "chosen": "parameters" if params.get("variant") else "best on validation",
+            "libraries": library_versions(),
+        },
+    )

@@ -7,10 +7,11 @@ from functools import partial, update_wrapper
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.robustness.sweeps import MISSING, NOISES, TEXT_CORRUPTIONS
-from multimodal_fusion.variants import VARIANT_INPUTS, variant_output
+from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS, variant_output
 
 from .nodes import (
     analyse_errors,
+    package_model,
     plot_class_balance,
     plot_clip_lengths,
     plot_confusion_matrix,
@@ -133,6 +134,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 },
                 "report",
                 name="render_report",
+            ),
+            Node(
+                package_model,
+                {
+                    "metrics": "metrics",
+                    "feature_path": "feature_path",
+                    "contacts": "contacts",
+                    "audio_index": "audio_index",
+                    "parameters": "parameters",
+                    "params": "params:packaging",
+                    **{f"{v}_model": f"{v}.model" for v in VARIANT_INPUTS},
+                    **{f"{a}_model": f"{a}.model" for a in ALIGNMENTS},
+                    **{f"{v}_test_predictions": p for v, p in predictions.items()},
+                },
+                "model_package",
+                name="package_model",
             ),
         ]
     )
