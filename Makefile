@@ -19,16 +19,21 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The demo dataset is generated offline once; delete data/01_raw/* to remake it.
+# The demo dataset and a batch of new demo contacts are generated offline once;
+# delete data/01_raw/* to remake them.
 data/01_raw/labels.csv: | $(BIN)/.installed
-	$(BIN)/kedro run --pipeline demo_data
+	$(BIN)/kedro run --pipelines demo_data
 
 demo-data: data/01_raw/labels.csv
 
+# Train and evaluate on the demo data, then score the new batch with the model
+# package; outputs go to data/local/ (the `local` environment).
 demo: install demo-data
 	$(BIN)/kedro run
-	@cat "$$(ls -d data/08_reporting/summary.md/*/ | tail -n 1)summary.md"
-	@echo "All outputs: data/ (versioned under <name>/<timestamp>/). Lineage: make viz"
+	$(BIN)/kedro run --pipelines inference
+	@cat "$$(ls -d data/local/08_reporting/summary.md/*/ | tail -n 1)summary.md"
+	@cat "$$(ls -d data/local/08_reporting/drift_summary.md/*/ | tail -n 1)drift_summary.md"
+	@echo "All outputs: data/local/ (versioned under <name>/<timestamp>/). Lineage: make viz"
 
 test: install
 	$(BIN)/python -m pytest
@@ -40,7 +45,6 @@ lint: install
 viz: install
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port $(PORT)
 
+# Removes what the pipelines wrote in every environment (not the raw data).
 clean-outputs:
-	find data/02_intermediate data/03_primary data/04_feature data/05_model_input \
-	  data/06_models data/07_model_output data/08_reporting -mindepth 1 \
-	  ! -name .gitkeep -exec rm -rf {} +
+	find data -mindepth 1 -maxdepth 1 ! -name 01_raw ! -name .gitkeep -exec rm -rf {} +

@@ -19,11 +19,11 @@ import yaml
 from kedro.framework.project import pipelines
 from kedro.runner import ParallelRunner
 
-from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.variants import VARIANT_INPUTS
 from multimodal_fusion.evaluation import RUN_DEPENDENT_KEYS
+from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
 from multimodal_fusion.pipelines.reporting.pipeline import PLOTS
 from multimodal_fusion.report_html import fmt
+from multimodal_fusion.variants import VARIANT_INPUTS
 from tests.browser import render_dom, requires_chromium
 from tests.pii_scan import planted_pii, scan_for
 from tests.project_copy import capture_logs, copy_project, in_project, run_session

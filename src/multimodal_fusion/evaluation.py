@@ -8,6 +8,7 @@ and reporting nodes and usable from notebooks.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,26 @@ def data_fingerprints(contacts: pd.DataFrame) -> dict[str, Any]:
         "train_fingerprint": fingerprint(train, ["id", "label"]),
         "n_train": len(train),
     }
+
+
+TOP_K = 3  # labels listed per prediction, with their probabilities
+
+
+def top_labels(
+    probabilities: np.ndarray, classes: Sequence[str], k: int
+) -> dict[str, list]:
+    """Columns ``label_1..k`` and ``probability_1..k``: each row's k most
+    probable labels, best first (ties in class order)."""
+    k = min(k, len(classes))
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    columns: dict[str, list] = {}
+    for rank in range(k):
+        picked = order[:, rank]
+        columns[f"label_{rank + 1}"] = [classes[i] for i in picked]
+        columns[f"probability_{rank + 1}"] = probabilities[
+            np.arange(len(picked)), picked
+        ].tolist()
+    return columns
 
 
 def reliability_bins(

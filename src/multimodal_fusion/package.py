@@ -40,8 +40,15 @@ import pandas as pd
 from multimodal_fusion.alignment import Alignment, align_inputs
 from multimodal_fusion.audio import as_stored
 from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.evaluation import TOP_K, top_labels
 from multimodal_fusion.featurization import FeaturePath
 from multimodal_fusion.fusion import Classifier
+from multimodal_fusion.intake import (
+    REJECTED_COLUMNS,
+    clean_texts,
+    join_contacts,
+    prepare_audio,
+)
 from multimodal_fusion.monitoring import modality_of
 from multimodal_fusion.persistence import (
     Stateful,
@@ -49,17 +56,10 @@ from multimodal_fusion.persistence import (
     read_state,
     write_state,
 )
-from multimodal_fusion.pipelines.data_processing.nodes import (
-    REJECTED_COLUMNS,
-    clean_texts,
-    join_contacts,
-    prepare_audio,
-)
 
 FORMAT = "multimodal-fusion-package/1"
 MANIFEST = "manifest.json"
 STATE_FOLDER = "state"
-TOP_K = 3
 
 
 class PackageError(ValueError):
@@ -84,23 +84,6 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def top_labels(
-    probabilities: np.ndarray, classes: Sequence[str], k: int
-) -> dict[str, list]:
-    """Columns ``label_1..k`` and ``probability_1..k``: each row's k most
-    probable labels, best first (ties in class order)."""
-    k = min(k, len(classes))
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    columns: dict[str, list] = {}
-    for rank in range(k):
-        picked = order[:, rank]
-        columns[f"label_{rank + 1}"] = [classes[i] for i in picked]
-        columns[f"probability_{rank + 1}"] = probabilities[
-            np.arange(len(picked)), picked
-        ].tolist()
-    return columns
 
 
 @dataclass

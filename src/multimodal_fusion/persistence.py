@@ -70,11 +70,23 @@ class Stateful:
         }
         return {"class": type(self).__name__, "params": params, "fitted": fitted}
 
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> Any:
+        """The estimator a :meth:`get_state` described, ready to predict: built
+        by the class the state names, from the allowlist only."""
+        if state.get("class") not in STATEFUL_TYPES:
+            raise UnsafeStateError(
+                f"'{state.get('class')}' is not an estimator a state may hold "
+                f"({sorted(STATEFUL_TYPES)})"
+            )
+        return STATEFUL_TYPES[state["class"]].rebuild(state)
+
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Any:
-        """The estimator a :meth:`get_state` described, ready to predict."""
+    def rebuild(cls, state: dict[str, Any]) -> Any:
+        """This class's estimator from its state (subclasses with learned
+        attributes that are not plain data override it)."""
         params = {name: _from_plain(value) for name, value in state["params"].items()}
-        estimator = STATEFUL_TYPES[state["class"]](**params)
+        estimator = cls(**params)
         for name, value in state["fitted"].items():
             setattr(estimator, name, _from_plain(value))
         return estimator
@@ -95,10 +107,7 @@ def _to_plain(value: Any) -> Any:
 def _from_plain(value: Any) -> Any:
     if isinstance(value, dict):
         if "$stateful" in value:
-            state = value["$stateful"]
-            if state["class"] not in STATEFUL_TYPES:
-                raise UnsafeStateError(f"'{state['class']}' is not a known estimator")
-            return STATEFUL_TYPES[state["class"]].from_state(state)
+            return Stateful.from_state(value["$stateful"])
         if "$set" in value:
             return set(value["$set"])
         if "$objects" in value:

@@ -18,8 +18,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Registers every pipeline; ``__default__`` is the five main ones in a row.
 
     ``demo_data`` and ``inference`` stand apart and run only when asked for
-    (``kedro run --pipelines demo_data``): the first writes the raw demo dataset,
-    the second scores new contacts with a model package.
+    (``kedro run --pipelines demo_data``): the first writes the raw demo dataset
+    and a batch of new demo contacts, the second scores new contacts with a
+    model package.
     """
     pipelines = find_pipelines(raise_errors=True)
     # Kedro may load only the pipelines a command asks for: sum those present.

@@ -220,7 +220,7 @@ class TextFeaturizer(Stateful):
         return state
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> TextFeaturizer:
+    def rebuild(cls, state: dict[str, Any]) -> TextFeaturizer:
         """The featurizer :meth:`get_state` described: vectorizers with their
         fixed vocabulary and idf weights, transforming exactly as fitted."""
         fitted = dict(state["fitted"])
@@ -233,7 +233,7 @@ class TextFeaturizer(Stateful):
             )
             vectorizer.idf_ = stored["idf"]
             vectorizers.append(vectorizer)
-        featurizer = super().from_state({**state, "fitted": fitted})
+        featurizer = super().rebuild({**state, "fitted": fitted})
         featurizer.vectorizers_ = vectorizers
         return featurizer
 

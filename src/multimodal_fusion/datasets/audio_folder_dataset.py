@@ -248,13 +248,20 @@ class AudioFolderDataset(PartitionedDataset):
         kwargs[self._filepath_arg] = self._join_protocol(path)
         return partial(self._dataset_type, **kwargs)
 
-    def save(self, data: dict[str, AudioClip | Callable[[], AudioClip]]) -> None:
+    def save(
+        self, data: dict[str, AudioClip | Callable[[], AudioClip] | bytes]
+    ) -> None:
+        """Writes every clip (a clip, a loader of one, or the bytes of an
+        encoded file, written as they are) under its key."""
         fs, marker = self._filesystem, self._marker_path()
         if self._overwrite and fs.exists(self._normalized_path):
             fs.rm(self._normalized_path, recursive=True)
         fs.makedirs(self._path_on_fs(), exist_ok=True)
         fs.touch(marker)
         for key, clip in sorted(data.items()):
+            if isinstance(clip, bytes):  # an encoded file: written as it is
+                fs.pipe_file(self._join_protocol(self._partition_to_path(key)), clip)
+                continue
             if callable(clip) and self._save_lazily:
                 clip = clip()  # noqa: PLW2901 - one clip in memory at a time
             self._dataset_factory(self._partition_to_path(key))().save(clip)

@@ -79,7 +79,22 @@ class TolerantCSVDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
     }
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"index": False}
 
+    def __init__(self, *, missing_ok: bool = False, **kwargs: Any) -> None:
+        """Creates the dataset.
+
+        Args:
+            missing_ok: Whether a missing file loads as an empty table (with the
+                ``columns`` of ``load_args``), for an optional input such as the
+                labels of a batch to score.
+            kwargs: :class:`~multimodal_fusion.datasets.file_dataset.FileDataset`'s
+                arguments.
+        """
+        super().__init__(**kwargs)
+        self._missing_ok = missing_ok
+
     def load(self) -> pd.DataFrame:
+        if self._missing_ok and not self._exists():
+            return pd.DataFrame(columns=self._load_args["columns"] or [], dtype=str)
         load_path = self._load_path()
         with self._fs.open(load_path, mode="rb") as handle:
             raw = handle.read()

@@ -5,12 +5,12 @@ import pytest
 import soundfile as sf
 from kedro.io import MemoryDataset
 
+from multimodal_fusion import featurization
 from multimodal_fusion.datasets import (
     ArrayFolderDataset,
     AudioClip,
     AudioFolderDataset,
 )
-from multimodal_fusion import featurization
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     extract_audio_features,
     featurize_texts,

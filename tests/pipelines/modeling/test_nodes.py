@@ -10,6 +10,7 @@ from scipy import sparse
 from multimodal_fusion.alignment import (
     CCAAlignment,
     ContrastiveAlignment,
+    align_inputs,
     retrieval_recall,
 )
 from multimodal_fusion.datasets import AudioClip
@@ -17,6 +18,11 @@ from multimodal_fusion.fusion import (
     FusionClassifier,
     LateFusionClassifier,
     blank_modality,
+)
+from multimodal_fusion.pipelines.evaluation.nodes import (
+    evaluate_alignment,
+    evaluate_classifier,
+    perturb_test_split,
 )
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     extract_audio_features,
@@ -30,13 +36,9 @@ from multimodal_fusion.pipelines.feature_extraction.nodes import (
     tokenize_texts,
 )
 from multimodal_fusion.pipelines.modeling.nodes import (
-    align_inputs,
     augment_training_split,
     build_model_inputs,
-    evaluate_alignment,
-    evaluate_classifier,
     fit_alignment,
-    perturb_test_split,
     train_classifier,
 )
 

@@ -9,10 +9,13 @@ from sklearn.metrics import f1_score
 
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.fusion import FusionClassifier, blank_modality
-from multimodal_fusion.pipelines.reporting.nodes import (
-    analyse_errors,
+from multimodal_fusion.pipelines.evaluation.nodes import (
     assess_variant,
     collect_metrics,
+    sweep_robustness,
+)
+from multimodal_fusion.pipelines.reporting.nodes import (
+    analyse_errors,
     plot_class_balance,
     plot_clip_lengths,
     plot_confusion_matrix,
@@ -22,7 +25,6 @@ from multimodal_fusion.pipelines.reporting.nodes import (
     plot_run_history,
     render_report,
     summarise_history,
-    sweep_robustness,
     write_summary,
 )
 from multimodal_fusion.report_html import fmt
@@ -98,11 +100,22 @@ def _curve(levels, scores):
 
 
 ROBUSTNESS = {"baseline": "early_fusion"}
+CONTACTS = pd.DataFrame(
+    {
+        "id": ["c1", "c2", "c3"],
+        "label": ["a", "b", "a"],
+        "split": ["train", "train", "test"],
+        "has_text": True,
+        "has_audio": [True, False, True],
+    }
+)
 
 
 def _metrics():
     return collect_metrics(
         SUMMARY,
+        CONTACTS,
+        "local",
         ALIGNMENT,
         ROBUSTNESS,
         text_only=_variant(["text"], 0.70, 0.72),
@@ -127,6 +140,19 @@ def test_metrics_pick_models_on_validation_and_report_the_gain():
     assert metrics["fusion_gain_macro_f1"] == 0.90 - 0.70
     assert metrics["aligned_fusion"]["status"] == "skipped"
     assert metrics["data"]["outcome"]["rejected"] == 1
+    assert metrics["run"]["environment"] == "local"
+    assert metrics["run"]["n_train"] == 2
+
+
+def test_data_fingerprints_change_with_the_records_not_their_order():
+    metrics = _metrics()["run"]
+    shuffled = CONTACTS.iloc[::-1]
+    relabelled = CONTACTS.assign(label=["a", "a", "a"])
+    again = collect_metrics(SUMMARY, shuffled, "x", ALIGNMENT, ROBUSTNESS)["run"]
+    other = collect_metrics(SUMMARY, relabelled, "x", ALIGNMENT, ROBUSTNESS)["run"]
+    assert again["data_fingerprint"] == metrics["data_fingerprint"]
+    assert other["data_fingerprint"] != metrics["data_fingerprint"]
+    assert other["train_fingerprint"] != metrics["train_fingerprint"]
 
 
 def test_effective_robustness_is_measured_against_the_baseline_variant():
@@ -142,6 +168,8 @@ def test_effective_robustness_is_measured_against_the_baseline_variant():
     assert "robustness" not in metrics["aligned_fusion"]
     without_baseline = collect_metrics(
         SUMMARY,
+        CONTACTS,
+        "local",
         ALIGNMENT,
         {"baseline": "late_fusion"},
         text=_variant(["text"], 0.7, 0.7),
@@ -153,7 +181,12 @@ def test_effective_robustness_is_measured_against_the_baseline_variant():
 
 def test_single_modality_runs_report_no_gain():
     metrics = collect_metrics(
-        SUMMARY, ALIGNMENT, ROBUSTNESS, audio_only=_variant(["audio"], 0.9, 0.9)
+        SUMMARY,
+        CONTACTS,
+        "local",
+        ALIGNMENT,
+        ROBUSTNESS,
+        audio_only=_variant(["audio"], 0.9, 0.9),
     )
     assert metrics["fusion_gain_macro_f1"] is None
     assert "no fusion comparison" in write_summary(metrics, SUMMARY)

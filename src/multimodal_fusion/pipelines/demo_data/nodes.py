@@ -16,6 +16,7 @@ share the voice message is vague or drowned in noise and only the text does.
 from __future__ import annotations
 
 import functools
+import io
 import math
 import re
 import string
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from scipy.signal import firwin, resample_poly
 
 from multimodal_fusion import speech
@@ -445,7 +447,7 @@ def plan_contacts(seed: int, parameters: dict[str, Any]) -> pd.DataFrame:
     rows = [
         _plan_contact(
             rng,
-            contact_id=f"c{i + 1:0{width}d}",
+            contact_id=f"{parameters.get('id_prefix', 'c')}{i + 1:0{width}d}",
             label=str(labels[i]),
             speaker=speakers[speaker_ix[i]],
             modality=str(modality[i]),
@@ -457,7 +459,28 @@ def plan_contacts(seed: int, parameters: dict[str, Any]) -> pd.DataFrame:
     plan = pd.DataFrame(rows)
     for column in ("rate", "pitch", "speech_seed", "noise_seed"):
         plan[column] = plan[column].astype("Int64")
+    plan["defect"] = _plan_defects(plan, parameters.get("defects") or {}, seed)
     return plan
+
+
+def _plan_defects(plan: pd.DataFrame, defects: dict[str, int], seed: int) -> list[str]:
+    """Which contacts get a damaged record: ``corrupt_clip`` (a FLAC file cut
+    short) or ``empty_text`` (an empty typed message), each among the labelled
+    contacts with both modalities whose other modality carries the intent.
+    Drawn from their own generator, so the rest of the plan does not change."""
+    rng = np.random.default_rng([seed, 7])
+    labelled_pairs = plan["has_text"] & plan["has_audio"] & plan["has_label"]
+    marks = pd.Series("", index=plan.index, dtype=object)
+    for defect, other_informative in (
+        ("corrupt_clip", "text_informative"),
+        ("empty_text", "audio_informative"),
+    ):
+        candidates = plan.index[
+            labelled_pairs & plan[other_informative] & (marks == "")
+        ]
+        count = min(int(defects.get(f"{defect}s", 0)), len(candidates))
+        marks[rng.choice(candidates, size=count, replace=False)] = defect
+    return marks.tolist()
 
 
 def make_raw_texts(demo_contacts: pd.DataFrame) -> pd.DataFrame:
@@ -470,6 +493,7 @@ def make_raw_texts(demo_contacts: pd.DataFrame) -> pd.DataFrame:
         ``raw_texts``: columns ``id, text`` (str).
     """
     typed = demo_contacts.loc[demo_contacts["has_text"], ["id", "typed_text"]]
+    typed.loc[demo_contacts["defect"] == "empty_text", "typed_text"] = ""
     return typed.rename(columns={"typed_text": "text"}).reset_index(drop=True)
 
 
@@ -518,7 +542,8 @@ def synthesize_audio(
 
     Returns:
         ``raw_audio``: ``"<id>.flac"`` -> ``AudioClip`` (float32 mono waveform at
-        ``audio.sample_rate``), for the contacts that have audio.
+        ``audio.sample_rate``), for the contacts that have audio; a contact
+        planned with a ``corrupt_clip`` gets the bytes of a cut FLAC file.
     """
     audio = parameters["audio"]
     spoken = demo_contacts.loc[demo_contacts["has_audio"]]
@@ -528,8 +553,19 @@ def synthesize_audio(
     )
     clips = {}
     for row, waveform in zip(spoken.itertuples(), waveforms, strict=True):
-        clips[f"{row.id}.flac"] = _render_clip(waveform, row, audio)
+        clip = _render_clip(waveform, row, audio)
+        clips[f"{row.id}.flac"] = (
+            cut_short(clip) if row.defect == "corrupt_clip" else clip
+        )
     return clips
+
+
+def cut_short(clip: AudioClip) -> bytes:
+    """The clip's FLAC file cut to its first third: a copy that broke off."""
+    buffer = io.BytesIO()
+    sf.write(buffer, clip.waveform, clip.sample_rate, format="FLAC")
+    data = buffer.getvalue()
+    return data[: len(data) // 3]
 
 
 def _speech_request(row: Any) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Wiring of the ``demo_data`` pipeline: plan every contact once, then render the
 plan into the raw-data contract (``raw_texts``, ``raw_audio``, ``raw_labels``) and
-the ``demo_manifest``."""
+the ``demo_manifest``; the same generator, under the ``demo_incoming`` namespace
+with another seed, writes a batch of new contacts for the inference pipeline
+(``incoming_texts``, ``incoming_audio``, ``incoming_labels``)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -13,7 +15,8 @@ from .nodes import (
 )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def generator() -> Pipeline:
+    """Plan the contacts, then write their texts, labels, clips and manifest."""
     return Pipeline(
         [
             Node(
@@ -48,3 +51,21 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    incoming = Pipeline(
+        generator(),
+        namespace="demo_incoming",
+        outputs={
+            "raw_texts": "incoming_texts",
+            "raw_audio": "incoming_audio",
+            "raw_labels": "incoming_labels",
+            "demo_manifest": "incoming_manifest",
+        },
+        parameters={
+            "params:seed": "params:demo_incoming.seed",
+            "params:demo_data": "params:demo_incoming.demo_data",
+        },
+    )
+    return generator() + incoming

@@ -26,10 +26,12 @@ from multimodal_fusion.alignment import (
 )
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.evaluation import (
+    TOP_K,
     data_fingerprints,
     expected_calibration_error,
     per_class_scores,
     reliability_bins,
+    top_labels,
     trained_variants,
 )
 from multimodal_fusion.featurization import FeaturePath
@@ -214,7 +216,8 @@ def evaluate_classifier(
         ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
         for models of several modalities ``blanked``: test scores with one
         modality blanked in every row) and the test predictions
-        ``id,label,predicted,confidence,has_text,has_audio``.
+        ``id,label,predicted,confidence,has_text,has_audio`` and the top three
+        labels and probabilities (``label_1``, ``probability_1``, ...).
     """
     sizes = {split: len(model_inputs[split]["y"]) for split in SPLITS}
     test = model_inputs["test"]
@@ -259,6 +262,7 @@ def evaluate_classifier(
             "confidence": proba.max(axis=1),
             "has_text": test["has"]["text"],
             "has_audio": test["has"]["audio"],
+            **top_labels(proba, [str(c) for c in model.classes_], TOP_K),
         }
     )
     return metrics, predictions
