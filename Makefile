@@ -24,7 +24,10 @@ install: $(BIN)/.installed
 data/01_raw/labels.csv: | $(BIN)/.installed
 	$(BIN)/kedro run --pipelines demo_data
 
-demo-data: data/01_raw/labels.csv
+data/01_raw/incoming/labels.csv: | data/01_raw/labels.csv
+	$(BIN)/kedro run --pipelines demo_data --namespaces demo_incoming
+
+demo-data: data/01_raw/labels.csv data/01_raw/incoming/labels.csv
 
 # Train and evaluate on the demo data, then score the new batch with the model
 # package; outputs go to data/local/ (the `local` environment).

@@ -55,7 +55,7 @@ def run_speaker(project: Path, data_root: Path, speaker: str) -> dict:
             "data_processing": {"split": {"test_ids_matching": f"_{speaker}_"}},
         },
     )
-    folder = project / "data/08_reporting/metrics.json"
+    folder = project / "data/fsdd/08_reporting/metrics.json"  # conf/base/globals.yml
     latest = sorted(p for p in folder.iterdir() if p.is_dir())[-1]
     return json.loads((latest / "metrics.json").read_text())
 

@@ -22,3 +22,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy on the toy dataset with ``__default__`` run twice (shared
+    by the end-to-end and inference tests; only read after that)."""
+    from tests.project_copy import QUICK, TOY_N, copy_project, run_session
+    from tests.toy_data import write_toy_dataset
+
+    project = copy_project(tmp_path_factory.mktemp("toy") / "project")
+    write_toy_dataset(project / "data/01_raw", n=TOY_N)
+    for _ in range(2):
+        run_session(project, pipeline_name="__default__", runtime_params=QUICK)
+    return project

@@ -20,7 +20,25 @@ from typing import Any
 
 import pytest
 
+from multimodal_fusion.variants import VARIANT_INPUTS
+
 PROJECT_ROOT = Path(__file__).parents[1]
+TOY_N = 160
+# End-to-end runs in the suite check the plumbing, determinism and accounting,
+# not how good the models get (`make demo` and the real-data tests measure
+# that): fewer epochs and robustness levels keep the suite fast. Every run of
+# one project copy uses the same parameters.
+QUICK = {
+    **{variant: {"model": {"epochs": 15}} for variant in VARIANT_INPUTS},
+    "modeling": {"alignments": {"deep_alignment": {"epochs": 15}}},
+    "robustness": {"snr_db": [10, -5], "text_rates": [0.5], "missing_rates": [1.0]},
+}
+
+
+def outputs(env: str | None = None) -> Path:
+    """Where a run in ``env`` writes its outputs, relative to the project
+    (``conf/base/globals.yml``: ``data/<env>``, ``local`` by default)."""
+    return Path("data") / (env or "local")
 
 
 def copy_project(destination: Path) -> Path:

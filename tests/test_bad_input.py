@@ -22,7 +22,7 @@ from multimodal_fusion.datasets import (
 from multimodal_fusion.pipelines.data_processing.nodes import prepare_audio
 from tests.bad_input_corpus import LONG_CLIP, PII, write_corpus
 from tests.pii_scan import scan_for
-from tests.project_copy import capture_logs, copy_project, run_session
+from tests.project_copy import capture_logs, copy_project, outputs, run_session
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +52,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
 
 def _rejected(project: Path) -> pd.DataFrame:
     return pd.read_csv(
-        project / "data/02_intermediate/rejected.csv", dtype=str, keep_default_na=False
+        project / outputs() / "02_intermediate/rejected.csv",
+        dtype=str,
+        keep_default_na=False,
     )
 
 
 def _summary(project: Path) -> dict:
-    folder = project / "data/08_reporting/data_summary.json"
+    folder = project / outputs() / "08_reporting/data_summary.json"
     (version,) = sorted(folder.iterdir())
     return json.loads((version / "data_summary.json").read_text())
 
@@ -73,7 +75,7 @@ def test_every_bad_record_is_rejected_with_its_reason(corpus):
 
 def test_every_id_lands_in_its_place(corpus):
     project = corpus["project"]
-    contacts = pd.read_parquet(project / "data/03_primary/contacts.parquet")
+    contacts = pd.read_parquet(project / outputs() / "03_primary/contacts.parquet")
     rejected = _rejected(project)
     verdicts = rejected[rejected["source"] == "contact"].set_index("id")["reason"]
     outcome = {
@@ -113,10 +115,10 @@ def test_clips_out_of_bounds_are_never_decoded(corpus):
 
 
 def test_kept_clips_are_prepared_and_saved(corpus):
-    folder = corpus["project"] / "data/02_intermediate/audio"
+    folder = corpus["project"] / outputs() / "02_intermediate/audio"
     saved = {p.stem: sf.info(p) for p in folder.glob("*.flac")}
     index = pd.read_parquet(
-        corpus["project"] / "data/02_intermediate/audio_index.parquet"
+        corpus["project"] / outputs() / "02_intermediate/audio_index.parquet"
     )
     assert set(saved) == set(index["id"])
     assert {(i.samplerate, i.channels) for i in saved.values()} == {(16000, 1)}
@@ -128,7 +130,7 @@ def test_kept_clips_are_prepared_and_saved(corpus):
 
 def test_texts_are_decoded_cleaned_and_masked(corpus):
     contacts = pd.read_parquet(
-        corpus["project"] / "data/03_primary/contacts.parquet"
+        corpus["project"] / outputs() / "03_primary/contacts.parquet"
     ).set_index("id")
     assert contacts.loc["t_cp1252", "text"] == "café crème €5"
     assert contacts.loc["t_newline", "text"] == 'two lines with "quotes", and a comma'

@@ -2,16 +2,19 @@
 
 Each notebook runs in an isolated copy of the project: ``pyproject.toml``,
 ``conf/base``, an empty ``conf/local``, an empty ``src/`` (the package comes from
-the editable install; ``bootstrap_project`` only needs the folder) and the toy
-dataset in ``data/01_raw``, where the base catalog looks for the raw entries. The
+the editable install; ``bootstrap_project`` only needs the folder), the toy
+dataset in ``data/01_raw``, where the base catalog looks for the raw entries, and
+the outputs of a finished toy run (``toy_project``) in ``data/local``. The
 kernel's working directory is ``<copy>/notebooks``, as for an analyst, so the
 developer's ``data/`` is never read or written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT
+from tests.project_copy import outputs
 from tests.toy_data import write_toy_dataset
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -34,13 +38,15 @@ print(_json.dumps({"ids": _durations["id"].tolist(),
 """
 
 
-def _copy_project(root: Path, notebook: Path) -> Path:
-    """A minimal project in ``root`` with the toy dataset; returns the notebook dir."""
+def _copy_project(root: Path, notebook: Path, finished_run: Path) -> Path:
+    """A minimal project in ``root`` with the toy dataset and the outputs of a
+    finished run; returns the notebook dir."""
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
     write_toy_dataset(root / "data" / "01_raw", n=N_CONTACTS)
+    shutil.copytree(finished_run / outputs(), root / outputs())
     nb_dir = root / "notebooks"
     nb_dir.mkdir()
     shutil.copy2(notebook, nb_dir / notebook.name)
@@ -88,6 +94,12 @@ def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
     assert _mime_outputs(_tagged(nb, "spectrogram"), "image/png")
     assert _mime_outputs(_tagged(nb, "histogram"), "image/png")
 
+    predicted = _mime_outputs(_tagged(nb, "predict"), "text/plain")
+    assert predicted, "no prediction table"
+    for contact in ("new-1", "voice-only"):
+        assert re.search(rf"{contact}\s+predicted\s+\w+\s+0\.\d+", predicted[0])
+    assert re.search(r"voice-only .* audio\s*$", predicted[0], re.M)
+
     probe = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
     toy_ids = [f"t{i:04d}" for i in range(N_CONTACTS)]
     assert probe["ids"] == toy_ids  # one row per clip, sorted by id
@@ -99,8 +111,11 @@ CHECKS = {"explore_contacts.ipynb": (DURATIONS_PROBE, _check_explore_contacts)}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_on_toy_project(notebook: Path, tmp_path: Path) -> None:
-    nb_dir = _copy_project(tmp_path, notebook)
+def test_notebook_runs_on_toy_project(
+    notebook: Path, tmp_path: Path, toy_project: Path
+) -> None:
+    nb_dir = _copy_project(tmp_path, notebook, toy_project)
+    outputs_before = _digests(tmp_path / outputs())
     nb = nbformat.read(nb_dir / notebook.name, as_version=4)
     probe, check = CHECKS.get(notebook.name, (None, None))
     if probe:
@@ -115,7 +130,16 @@ def test_notebook_runs_on_toy_project(notebook: Path, tmp_path: Path) -> None:
     if check:
         check(nb)
     # The run wrote nothing into the project copy's data folder.
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["01_raw"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["01_raw", "local"]
+    assert _digests(tmp_path / outputs()) == outputs_before
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

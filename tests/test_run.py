@@ -26,7 +26,15 @@ from multimodal_fusion.report_html import fmt
 from multimodal_fusion.variants import VARIANT_INPUTS
 from tests.browser import render_dom, requires_chromium
 from tests.pii_scan import planted_pii, scan_for
-from tests.project_copy import capture_logs, copy_project, in_project, run_session
+from tests.project_copy import (
+    QUICK,
+    TOY_N,
+    capture_logs,
+    copy_project,
+    in_project,
+    outputs,
+    run_session,
+)
 from tests.toy_data import write_toy_dataset
 
 VARIANTS = tuple(VARIANT_INPUTS)
@@ -36,18 +44,9 @@ SPLITS = ("train", "val", "test")
 RUN_DEPENDENT_LINE = re.compile(
     rb'^\s*"(' + "|".join(RUN_DEPENDENT_KEYS).encode() + rb')": .*\n', re.M
 )
-TOY_N = 160
 DEMO_N = 150
-# These runs check the plumbing, determinism and accounting, not how good the
-# models get (`make demo` and the real-data tests below measure that): fewer
-# epochs and robustness levels keep the suite fast. Every run of one project
-# copy uses the same parameters.
-QUICK = {
-    **{variant: {"model": {"epochs": 15}} for variant in VARIANTS},
-    "modeling": {"alignments": {"deep_alignment": {"epochs": 15}}},
-    "robustness": {"snr_db": [10, -5], "text_rates": [0.5], "missing_rates": [1.0]},
-}
-REPORTING = Path("data/08_reporting")
+OUTPUTS = outputs()
+REPORTING = OUTPUTS / "08_reporting"
 
 
 # --- helpers ----------------------------------------------------------------
@@ -107,13 +106,15 @@ def _raw_ids(raw: Path) -> set[str]:
 
 def _check_accounting(project: Path, raw_ids: set[str]) -> dict[str, Any]:
     """Checks that the latest data summary and the outputs account for each id."""
-    summary = _latest_json(project, "data/08_reporting/data_summary.json")
+    summary = _latest_json(project, f"{REPORTING}/data_summary.json")
     outcome = summary["outcome"]
     assert summary["raw_ids"] == len(raw_ids)
     assert sum(outcome.values()) == len(raw_ids)
-    contacts = pd.read_parquet(project / "data/03_primary/contacts.parquet")
+    contacts = pd.read_parquet(project / OUTPUTS / "03_primary/contacts.parquet")
     rejected = pd.read_csv(
-        project / "data/02_intermediate/rejected.csv", dtype=str, keep_default_na=False
+        project / OUTPUTS / "02_intermediate/rejected.csv",
+        dtype=str,
+        keep_default_na=False,
     )
     verdicts = rejected[rejected["source"] == "contact"]
     assert contacts["id"].is_unique and verdicts["id"].is_unique
@@ -164,18 +165,11 @@ def _check_byte_identical_but_timings(project: Path) -> None:
 # --- toy data: two runs of __default__ ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy on the toy dataset, with ``__default__`` run twice."""
-    project = copy_project(tmp_path_factory.mktemp("toy") / "project")
-    write_toy_dataset(project / "data/01_raw", n=TOY_N)
-    for _ in range(2):
-        run_session(project, pipeline_name="__default__", runtime_params=QUICK)
-    return project
+# ``toy_project`` (conftest.py): the toy dataset with ``__default__`` run twice.
 
 
 def test_toy_runs_keep_every_metrics_version(toy_project):
-    versions = _versions(toy_project, "data/08_reporting/metrics.json")
+    versions = _versions(toy_project, f"{REPORTING}/metrics.json")
 
     assert len(versions) == 2
     assert versions[0].parent.name < versions[1].parent.name
@@ -193,7 +187,7 @@ def test_toy_versioned_outputs_of_one_run_share_its_version(toy_project):
         *(f"{REPORTING}/plots/{plot}.json" for plot in PLOTS),
         f"{REPORTING}/data_summary.json",
         *(f"{REPORTING}/{v}/confusion_matrix.png" for v in VARIANTS),
-        *(f"data/06_models/{v}/model.pkl" for v in VARIANTS),
+        *(f"{OUTPUTS}/06_models/{v}/model.pkl" for v in VARIANTS),
     ]
     for filepath in versioned:
         names = [p.parent.name for p in _versions(toy_project, filepath)]
@@ -401,10 +395,10 @@ def test_parallel_runner_gives_the_sequential_metrics_and_features(
     sequential = _latest_json(toy_project, f"{REPORTING}/metrics.json")
     assert _without_timing(parallel) == _without_timing(sequential)
     for name in ("raw_audio_features", "audio_features"):
-        files = sorted((toy_project / "data/04_feature" / name).glob("*.npy"))
+        files = sorted((toy_project / OUTPUTS / "04_feature" / name).glob("*.npy"))
         assert len(files) == 5, name
         for file in files:
-            other = project / "data/04_feature" / name / file.name
+            other = project / OUTPUTS / "04_feature" / name / file.name
             np.testing.assert_array_equal(np.load(other), np.load(file), file.name)
 
 
@@ -527,8 +521,9 @@ def _run_real(tmp_path: Path, env: str, data_root: Path) -> dict[str, Any]:
         # Full training (the accuracy is checked), the quick robustness sweep.
         runtime_params={"data_root": str(data_root), "robustness": QUICK["robustness"]},
     )
-    metrics = _latest_json(project, f"{REPORTING}/metrics.json")
-    summary = _latest_json(project, f"{REPORTING}/data_summary.json")
+    reporting = outputs(env) / "08_reporting"
+    metrics = _latest_json(project, f"{reporting}/metrics.json")
+    summary = _latest_json(project, f"{reporting}/data_summary.json")
     _check_variant_entries(metrics, summary)
     assert sum(summary["outcome"].values()) == summary["raw_ids"]
     return metrics

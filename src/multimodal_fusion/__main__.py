@@ -1,7 +1,14 @@
-"""multimodal-fusion file for ensuring the package is executable
-as `multimodal-fusion` and `python -m multimodal_fusion`
+"""``python -m multimodal_fusion`` (or ``multimodal-fusion``): the project's Kedro
+commands, plus ``predict``, which scores one contact with a model package and
+needs no Kedro project::
+
+    python -m multimodal_fusion predict --package <folder> --text "..." --audio call.wav
 """
 
+from __future__ import annotations
+
+import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +17,74 @@ from kedro.framework.cli.utils import find_run_command
 from kedro.framework.project import configure_project
 
 
+def predict_command(argv: list[str]) -> int:
+    """Prints the top labels of one contact with their probabilities."""
+    parser = argparse.ArgumentParser(
+        prog="python -m multimodal_fusion predict",
+        description="Predict the label of one contact with a model package.",
+    )
+    parser.add_argument(
+        "--package",
+        required=True,
+        type=Path,
+        help="the model package folder (data/<env>/06_models/model_package/"
+        "<version>/model_package)",
+    )
+    parser.add_argument("--text", help="the typed message")
+    parser.add_argument("--audio", type=Path, help="the voice message (audio file)")
+    parser.add_argument("--top", type=int, default=3, help="labels to list")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    if args.text is None and args.audio is None:
+        parser.error("give --text, --audio or both")
+
+    from multimodal_fusion.package import ModelPackage, PackageError
+
+    try:
+        package = ModelPackage.load(args.package)
+        row = package.predict(
+            texts=[args.text], audio=[args.audio], top_k=args.top
+        ).iloc[0]
+    except (PackageError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = _result(row, args.top)
+    print(json.dumps(result, indent=2) if args.json else _text(result))
+    return 0 if result["status"] == "predicted" else 1
+
+
+def _result(row: Any, top: int) -> dict[str, Any]:
+    result = {
+        "status": row["status"],
+        "reason": row["reason"] or None,
+        "variant": row["variant"],
+        "package_version": row["package_version"],
+    }
+    if row["status"] != "predicted":
+        return result
+    labels = [
+        {"label": row[f"label_{k}"], "probability": float(row[f"probability_{k}"])}
+        for k in range(1, top + 1)
+        if f"label_{k}" in row
+    ]
+    return {**result, "modalities": row["modalities"], "top": labels}
+
+
+def _text(result: dict[str, Any]) -> str:
+    if result["status"] != "predicted":
+        return f"rejected: {result['reason']}"
+    lines = [f"{entry['probability']:7.1%}  {entry['label']}" for entry in result["top"]]
+    lines.append(
+        f"(from {result['modalities']}; {result['variant']}, "
+        f"package {result['package_version']})"
+    )
+    return "\n".join(lines)
+
+
 def main(*args, **kwargs) -> Any:
+    argv = list(args[0]) if args and isinstance(args[0], list) else sys.argv[1:]
+    if argv[:1] == ["predict"]:
+        return sys.exit(predict_command(argv[1:]))
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 

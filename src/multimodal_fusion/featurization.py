@@ -148,7 +148,11 @@ def extract_audio_features(
     )
     done, pending = 0, []
     with tqdm(
-        total=len(rows), desc="audio features", unit="clip", mininterval=2
+        total=len(rows),
+        desc="audio features",
+        unit="clip",
+        mininterval=2,
+        disable=len(rows) <= size,  # one batch: done before a bar says anything
     ) as progress:
         for start, batch in zip(range(0, len(rows), size), batches, strict=True):
             pending.append((rows[start : start + size], batch))

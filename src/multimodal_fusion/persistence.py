@@ -161,7 +161,8 @@ def write_state(state: Any, folder: Path) -> None:
         raise TypeError(f"{where}: a {type(value).__name__} cannot be stored safely")
 
     structure = encode(state, "state")
-    (folder / STATE_FILE).write_text(json.dumps(structure, indent=1, sort_keys=True))
+    # Key order is kept: it carries meaning (the order of a network's inputs).
+    (folder / STATE_FILE).write_text(json.dumps(structure, indent=1))
     np.savez(folder / ARRAYS_FILE, **arrays)
 
 
