@@ -99,7 +99,8 @@ def test_a_contact_with_one_unusable_modality_is_predicted_from_the_other(scored
 
     assert by_id.loc["t0000", "modalities"] == "audio"  # empty message
     assert by_id.loc["t0001", "modalities"] == "text"  # corrupt clip
-    assert clip["reason"].tolist() in (["truncated"], ["corrupt_data"])
+    # Cut inside its first samples: what is left is too short or truncated.
+    assert clip["reason"].tolist() in (["too_short"], ["truncated"])
     assert (by_id.drop(["t0000", "t0001"])["modalities"] == "text+audio").all()
 
 
@@ -113,6 +114,19 @@ def test_a_labelled_batch_is_scored(scored):
     assert scores["accuracy"] > 0.8  # the toy classes are easy
     summary = _latest(scored, "08_reporting/drift_summary.md").read_text()
     assert f"On the {BATCH} labelled contacts: accuracy {accuracy:.3f}" in summary
+
+
+def test_the_package_predicts_contacts_with_one_modality_or_none(toy_project):
+    package = ModelPackage.load(_package_folder(toy_project))
+    clip = toy_project / "data/01_raw/audio/t0003.wav"
+    voice = package.predict(audio=[clip, clip.read_bytes()], ids=["path", "bytes"])
+    typed = package.predict(texts=["my card is lost", ""])
+
+    assert voice["modalities"].tolist() == ["audio", "audio"]
+    assert voice["probability"].iloc[0] == voice["probability"].iloc[1]
+    assert typed["status"].tolist() == ["predicted", "rejected"]
+    assert typed["reason"].tolist() == ["", "no_usable_modality"]
+    assert typed["modalities"].iloc[0] == "text"
 
 
 def test_the_batch_is_predicted_as_the_package_predicts_it(scored):
@@ -192,7 +206,7 @@ def test_the_package_reproduces_the_test_probabilities_in_a_fresh_process(
     no_text = np.arange(len(ids)) % 2 == 1
     expected = model.predict_proba(blank_modality(test["inputs"], "text", no_text))
     written = pd.read_csv(
-        _latest(toy_project, f"07_model_output/{variant}/test_predictions.csv"),
+        toy_project / OUTPUTS / f"07_model_output/{variant}/test_predictions.csv",
         dtype={"id": str, "label": str, "predicted": str},
     )
     script = tmp_path / "predict.py"

@@ -94,7 +94,11 @@ def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
     assert _mime_outputs(_tagged(nb, "spectrogram"), "image/png")
     assert _mime_outputs(_tagged(nb, "histogram"), "image/png")
 
-    predicted = _mime_outputs(_tagged(nb, "predict"), "text/plain")
+    predicted = [
+        out["data"]["text/plain"]
+        for out in _tagged(nb, "predict").outputs
+        if out["output_type"] == "execute_result"
+    ]
     assert predicted, "no prediction table"
     for contact in ("new-1", "voice-only"):
         assert re.search(rf"{contact}\s+predicted\s+\w+\s+0\.\d+", predicted[0])

@@ -45,6 +45,7 @@ RUN_DEPENDENT_LINE = re.compile(
     rb'^\s*"(' + "|".join(RUN_DEPENDENT_KEYS).encode() + rb')": .*\n', re.M
 )
 DEMO_N = 150
+DEMO_BATCH = 40  # new demo contacts scored by inference
 OUTPUTS = outputs()
 REPORTING = OUTPUTS / "08_reporting"
 
@@ -416,10 +417,14 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_session(
             project,
             pipeline_name="demo_data",
-            runtime_params={"demo_data": {"n_contacts": DEMO_N}},
+            runtime_params={
+                "demo_data": {"n_contacts": DEMO_N},
+                "demo_incoming": {"demo_data": {"n_contacts": DEMO_BATCH}},
+            },
         )
         for _ in range(2):  # as two consecutive `make demo`
             run_session(project, pipeline_name="__default__", runtime_params=QUICK)
+        run_session(project, pipeline_name="inference")
     (project / "run.log").write_text(log.text)
     return project
 
@@ -462,6 +467,12 @@ def test_demo_summary_accounts_for_every_raw_id(demo_project):
 def test_demo_outputs_and_logs_carry_no_planted_pii(demo_project):
     pii = planted_pii(demo_project / "data/01_raw/demo_manifest.csv")
     assert len(pii) > 20  # the demo plants emails, phones and card numbers
+    batch = planted_pii(demo_project / "data/01_raw/incoming/demo_manifest.csv")
+    assert batch and not batch & pii  # the new contacts bring their own
+    assert (
+        "Completed node: clean_incoming_texts" in (demo_project / "run.log").read_text()
+    )
+    pii |= batch
     raw_texts = (demo_project / "data/01_raw/texts.csv").read_text()
     assert sum(p in raw_texts for p in pii) > 20  # ... in the raw input only
     data = demo_project / "data"
@@ -495,18 +506,27 @@ def test_registry_lists_every_pipeline_and_keeps_demo_data_apart(tmp_path):
     with in_project(project):
         registered = dict(pipelines)
 
-    assert set(registered) >= {*MAIN_PIPELINES, "demo_data", "__default__"}
+    assert set(registered) >= {*MAIN_PIPELINES, "demo_data", "inference", "__default__"}
     default = registered["__default__"]
     default_nodes = {n.name for n in default.nodes}
     assert default_nodes == {
         n.name for m in MAIN_PIPELINES for n in registered[m].nodes
     }
-    demo_nodes = {n.name for n in registered["demo_data"].nodes}
-    assert demo_nodes and not demo_nodes & default_nodes
-    # demo_data writes exactly what __default__ reads from the raw-data contract.
+    for apart in ("demo_data", "inference"):
+        nodes = {n.name for n in registered[apart].nodes}
+        assert nodes and not nodes & default_nodes, apart
+    # demo_data writes exactly what __default__ reads from the raw-data contract,
+    # and the batch of new contacts inference reads.
     raw = {"raw_texts", "raw_audio", "raw_labels"}
-    assert raw <= registered["demo_data"].all_outputs()
+    incoming = {"incoming_texts", "incoming_audio", "incoming_labels"}
+    assert raw | incoming <= registered["demo_data"].all_outputs()
     assert raw <= default.inputs()
+    assert registered["inference"].inputs() - incoming == {
+        "model_package",
+        "params:inference",
+        "params:inference.join",
+        "params:inference.drift",
+    }
 
 
 # --- real datasets (../shared/data) -------------------------------------------

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
-
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
 
 
 def predict_command(argv: list[str]) -> int:
@@ -40,6 +38,8 @@ def predict_command(argv: list[str]) -> int:
 
     from multimodal_fusion.package import ModelPackage, PackageError
 
+    # Only warnings (a rejected record, say) on stderr; the result on stdout.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         package = ModelPackage.load(args.package)
         row = package.predict(
@@ -73,7 +73,9 @@ def _result(row: Any, top: int) -> dict[str, Any]:
 def _text(result: dict[str, Any]) -> str:
     if result["status"] != "predicted":
         return f"rejected: {result['reason']}"
-    lines = [f"{entry['probability']:7.1%}  {entry['label']}" for entry in result["top"]]
+    lines = [
+        f"{entry['probability']:7.1%}  {entry['label']}" for entry in result["top"]
+    ]
     lines.append(
         f"(from {result['modalities']}; {result['variant']}, "
         f"package {result['package_version']})"
@@ -85,6 +87,9 @@ def main(*args, **kwargs) -> Any:
     argv = list(args[0]) if args and isinstance(args[0], list) else sys.argv[1:]
     if argv[:1] == ["predict"]:
         return sys.exit(predict_command(argv[1:]))
+    from kedro.framework.cli.utils import find_run_command
+    from kedro.framework.project import configure_project
+
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 
