@@ -97,11 +97,9 @@ def measure_naive(folder: str) -> dict:
 
 def _parameters(env: str | None) -> dict:
     """The project's parameters in ``env`` (as ``kedro run --env env`` sees them)."""
-    from kedro.config import OmegaConfigLoader
+    from multimodal_fusion.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
-    from multimodal_fusion.settings import CONFIG_LOADER_ARGS
-
-    loader = OmegaConfigLoader(str(PROJECT / "conf"), env=env, **CONFIG_LOADER_ARGS)
+    loader = CONFIG_LOADER_CLASS(str(PROJECT / "conf"), env=env, **CONFIG_LOADER_ARGS)
     return loader["parameters"]
 
 

@@ -94,15 +94,17 @@ def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
     assert _mime_outputs(_tagged(nb, "spectrogram"), "image/png")
     assert _mime_outputs(_tagged(nb, "histogram"), "image/png")
 
-    predicted = [
-        out["data"]["text/plain"]
+    tables = [
+        out["data"]["text/html"]
         for out in _tagged(nb, "predict").outputs
         if out["output_type"] == "execute_result"
     ]
-    assert predicted, "no prediction table"
-    for contact in ("new-1", "voice-only"):
-        assert re.search(rf"{contact}\s+predicted\s+\w+\s+0\.\d+", predicted[0])
-    assert re.search(r"voice-only .* audio\s*$", predicted[0], re.M)
+    assert tables, "no prediction table"
+    rows = dict(re.findall(r"<td>(new-1|voice-only)</td>\s*<td>(\w+)</td>", tables[0]))
+    assert rows == {"new-1": "predicted", "voice-only": "predicted"}
+    assert re.search(
+        r"<td>voice-only</td>(?:\s*<td>[^<]*</td>){4,}\s*<td>audio</td>", tables[0]
+    )
 
     probe = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
     toy_ids = [f"t{i:04d}" for i in range(N_CONTACTS)]

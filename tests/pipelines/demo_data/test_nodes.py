@@ -27,6 +27,7 @@ from multimodal_fusion.pipelines.demo_data.nodes import (
 
 PARAMETERS_FILE = Path(__file__).parents[3] / "conf/base/parameters_demo_data.yml"
 OUTPUTS = {"raw_texts", "raw_audio", "raw_labels", "demo_manifest"}
+INCOMING = {"incoming_texts", "incoming_audio", "incoming_labels", "incoming_manifest"}
 
 
 @pytest.fixture(scope="module")
@@ -208,17 +209,30 @@ def test_synthesized_clips_are_deterministic(small_audio):
         np.testing.assert_array_equal(again[key].waveform, clip.waveform)
 
 
-def test_pipeline_produces_the_raw_datasets(small_params):
+def test_pipeline_produces_the_raw_datasets_and_a_batch_of_new_contacts(small_params):
     pytest.importorskip("espeakng_loader")
     pipeline = create_pipeline()
-    assert pipeline.outputs() == OUTPUTS
-    assert pipeline.inputs() == {"params:seed", "params:demo_data"}
+    batch_params = {
+        **small_params,
+        "n_contacts": 30,
+        "id_prefix": "n",
+        "defects": {"corrupt_clips": 1, "empty_texts": 1},
+    }
+    assert pipeline.outputs() == OUTPUTS | INCOMING
+    assert pipeline.inputs() == {
+        "params:seed",
+        "params:demo_data",
+        "params:demo_incoming.seed",
+        "params:demo_incoming.demo_data",
+    }
 
     catalog = DataCatalog(
         datasets={
             "params:seed": MemoryDataset(42),
             "params:demo_data": MemoryDataset(small_params),
-            **{name: MemoryDataset() for name in OUTPUTS},
+            "params:demo_incoming.seed": MemoryDataset(7),
+            "params:demo_incoming.demo_data": MemoryDataset(batch_params),
+            **{name: MemoryDataset() for name in OUTPUTS | INCOMING},
         }
     )
     SequentialRunner().run(pipeline, catalog)
@@ -228,3 +242,28 @@ def test_pipeline_produces_the_raw_datasets(small_params):
     assert len(catalog.load("raw_texts")) == manifest["has_text"].sum()
     assert len(catalog.load("raw_labels")) == manifest["has_label"].sum()
     assert len(catalog.load("raw_audio")) == manifest["has_audio"].sum()
+    assert (manifest["defect"] == "").all()
+
+    batch = catalog.load("incoming_manifest").set_index("id")
+    assert len(batch) == 30 and batch.index.str.fullmatch(r"n\d{5}").all()
+    defects = batch[batch["defect"] != ""]["defect"]
+    assert sorted(defects) == ["corrupt_clip", "empty_text"]
+    clips = catalog.load("incoming_audio")
+    texts = catalog.load("incoming_texts").set_index("id")["text"]
+    (corrupt,) = defects.index[defects == "corrupt_clip"]
+    (empty,) = defects.index[defects == "empty_text"]
+    assert isinstance(clips[f"{corrupt}.flac"], bytes)  # a file cut short
+    assert batch.loc[corrupt, "text_informative"]  # its text carries the intent
+    assert texts[empty] == "" and isinstance(clips[f"{empty}.flac"], AudioClip)
+    assert batch.loc[empty, "audio_informative"]
+
+
+def test_planted_defects_leave_the_rest_of_the_plan_unchanged(small_params):
+    plain = plan_contacts(3, small_params)
+    damaged = plan_contacts(
+        3, {**small_params, "defects": {"corrupt_clips": 2, "empty_texts": 2}}
+    )
+    assert (damaged["defect"] != "").sum() == 4
+    pd.testing.assert_frame_equal(
+        plain.drop(columns="defect"), damaged.drop(columns="defect")
+    )
