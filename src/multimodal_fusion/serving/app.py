@@ -8,6 +8,8 @@ not guaranteed thread-safe, so :class:`Predictor` holds a lock while it runs.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -19,7 +21,7 @@ from fastapi import Depends, FastAPI, File, Form, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
-from pydantic import Base64Bytes, BaseModel, Field
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 
 from multimodal_fusion.datasets import AudioClip
@@ -116,9 +118,27 @@ class ContactResult(BaseModel):
     package_version: str | None
 
 
+def _base64(value: Any) -> bytes:
+    """Strict base64 (standard alphabet, padded): other characters are an
+    error, never skipped."""
+    if not isinstance(value, str):
+        raise ValueError("audio must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as err:
+        raise ValueError(f"audio is not base64 ({err})") from None
+
+
+Base64Audio = Annotated[
+    bytes,
+    PlainValidator(_base64),
+    WithJsonSchema({"type": "string", "format": "base64"}),
+]
+
+
 class BatchContact(BaseModel):
     text: str | None = Field(None, description="the typed message")
-    audio: Base64Bytes | None = Field(
+    audio: Base64Audio | None = Field(
         None, description="the voice message: the audio file's bytes in base64"
     )
 

@@ -409,8 +409,9 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         .sort_values("id", kind="stable")
         .reset_index(drop=True)
     )
-    # astype(str): the merge of empty tables leaves a float column.
-    contacts["has_text"] = contacts["text"].fillna("").astype(str).str.len() > 0
+    # astype(object): the merge of empty tables leaves a float column.
+    has_text = contacts["text"].astype(object).fillna("").astype(str).str.len() > 0
+    contacts["has_text"] = has_text
     contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
     for column in ("text", "label", "speaker", "split", "source_file"):
         values = contacts[column].astype(object)
