@@ -9,12 +9,12 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-data test lint viz clean-outputs
+.PHONY: install demo demo-data test lint viz serve clean-outputs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[demo,test]"
+	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -42,11 +42,19 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 viz: install
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port $(PORT)
+
+# Serves the newest model package of the local environment on 127.0.0.1:$(PORT),
+# 8000 unless PORT=... is given (tokens from MF_SERVE_TOKENS; without them, add
+# ARGS=--insecure-local).
+serve: PORT = 8000
+serve: install
+	$(BIN)/python -m multimodal_fusion serve --port $(PORT) $(ARGS) \
+		--package "$$(ls -d data/local/06_models/model_package/*/model_package | tail -n 1)"
 
 # Removes what the pipelines wrote in every environment (not the raw data).
 clean-outputs:

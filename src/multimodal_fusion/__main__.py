@@ -1,8 +1,10 @@
 """``python -m multimodal_fusion`` (or ``multimodal-fusion``): the project's Kedro
-commands, plus ``predict``, which scores one contact with a model package and
-needs no Kedro project::
+commands, plus ``predict``, which scores one contact with a model package, and
+``serve``, which serves a package over HTTP (see
+:mod:`multimodal_fusion.serving`); neither needs a Kedro project::
 
     python -m multimodal_fusion predict --package <folder> --text "..." --audio call.wav
+    python -m multimodal_fusion serve --package <folder> --port 8000
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def predict_command(argv: list[str]) -> int:
     if args.text is None and args.audio is None:
         parser.error("give --text, --audio or both")
 
-    from multimodal_fusion.package import ModelPackage, PackageError
+    from multimodal_fusion.package import ModelPackage, PackageError, result_of
 
     # Only warnings (a rejected record, say) on stderr; the result on stdout.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -48,31 +50,17 @@ def predict_command(argv: list[str]) -> int:
     except (PackageError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = _result(row, args.top)
+    result = result_of(row)
     print(json.dumps(result, indent=2) if args.json else _text(result))
     return 0 if result["status"] == "predicted" else 1
 
 
-def _result(row: Any, top: int) -> dict[str, Any]:
-    result = {
-        "status": row["status"],
-        "reason": row["reason"] or None,
-        "variant": row["variant"],
-        "package_version": row["package_version"],
-    }
-    if row["status"] != "predicted":
-        return result
-    labels = [
-        {"label": row[f"label_{k}"], "probability": float(row[f"probability_{k}"])}
-        for k in range(1, top + 1)
-        if f"label_{k}" in row
-    ]
-    return {**result, "modalities": row["modalities"], "top": labels}
-
-
 def _text(result: dict[str, Any]) -> str:
+    ignored = [
+        f"{name} rejected ({why})" for name, why in result["rejected_inputs"].items()
+    ]
     if result["status"] != "predicted":
-        return f"rejected: {result['reason']}"
+        return "; ".join([f"rejected: {result['reason']}", *ignored])
     lines = [
         f"{entry['probability']:7.1%}  {entry['label']}" for entry in result["top"]
     ]
@@ -80,13 +68,17 @@ def _text(result: dict[str, Any]) -> str:
         f"(from {result['modalities']}; {result['variant']}, "
         f"package {result['package_version']})"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + ignored)
 
 
 def main(*args, **kwargs) -> Any:
     argv = list(args[0]) if args and isinstance(args[0], list) else sys.argv[1:]
     if argv[:1] == ["predict"]:
         return sys.exit(predict_command(argv[1:]))
+    if argv[:1] == ["serve"]:
+        from multimodal_fusion.serving.cli import serve_command
+
+        return sys.exit(serve_command(argv[1:]))
     from kedro.framework.cli.utils import find_run_command
     from kedro.framework.project import configure_project
 

@@ -58,6 +58,8 @@ from multimodal_fusion.persistence import (
 )
 
 FORMAT = "multimodal-fusion-package/1"
+# The modality of each raw source's rejected records.
+INPUT_OF_SOURCE = {"raw_texts": "text", "raw_audio": "audio"}
 MANIFEST = "manifest.json"
 STATE_FOLDER = "state"
 
@@ -363,9 +365,11 @@ class ModelPackage:
         Returns:
             One row per contact, in input order: ``id``, ``status``
             (``predicted`` or ``rejected``), ``reason`` (why it was rejected,
-            else ""), and the columns of :meth:`predict_contacts`. A contact
-            with one unusable modality is predicted from the other; its
-            ``modalities`` say which.
+            else ""), ``rejected_inputs`` (each rejected input's reason, e.g.
+            ``{"audio": "too_long"}``; empty when none was), and the columns of
+            :meth:`predict_contacts`. A contact with one unusable modality is
+            predicted from the other; its ``modalities`` say which and its
+            ``rejected_inputs`` why.
         """
         n = len(texts if texts is not None else audio if audio is not None else [])
         texts = list(texts) if texts is not None else [None] * n
@@ -387,17 +391,64 @@ class ModelPackage:
         }
         contacts, clips, rejected = self.prepare(raw_texts, raw_audio)
         predicted = self.predict_contacts(contacts, clips, top_k=top_k)
-        reasons = (
-            rejected[rejected["source"] == "contact"]
+        # A contact sent with neither input never reaches the validation.
+        reasons = {
+            **{i: "no_usable_modality" for i in set(ids) - set(predicted["id"])},
+            **rejected[rejected["source"] == "contact"]
             .set_index("id")["reason"]
-            .to_dict()
-        )
+            .to_dict(),
+        }
         rows = predicted.set_index("id").reindex(ids)
+        rows["variant"], rows["package_version"] = self.variant, self.version
         rows.insert(
             0, "status", ["rejected" if i in reasons else "predicted" for i in ids]
         )
         rows.insert(1, "reason", [reasons.get(i, "") for i in ids])
+        by_input = _rejected_inputs(rejected)
+        rows.insert(2, "rejected_inputs", [by_input.get(i, {}) for i in ids])
         return rows.reset_index()
+
+
+def result_of(row: pd.Series) -> dict[str, Any]:
+    """One row of :meth:`ModelPackage.predict` as plain JSON-ready values:
+    ``status``, ``reason`` (None when predicted), ``rejected_inputs``,
+    ``variant``, ``package_version`` and, when predicted, ``label``,
+    ``probability``, ``modalities`` and ``top`` (``[{label, probability}]``,
+    best first)."""
+    result: dict[str, Any] = {
+        "status": row["status"],
+        "reason": row["reason"] or None,
+        "rejected_inputs": dict(row["rejected_inputs"]),
+        "variant": row["variant"],
+        "package_version": row["package_version"],
+    }
+    if row["status"] != "predicted":
+        return result
+    ranks = sorted(
+        int(c.removeprefix("label_")) for c in row.index if c[:6] == "label_"
+    )
+    top = [
+        {"label": row[f"label_{k}"], "probability": float(row[f"probability_{k}"])}
+        for k in ranks
+    ]
+    return {
+        **result,
+        "label": top[0]["label"],
+        "probability": top[0]["probability"],
+        "modalities": row["modalities"],
+        "top": top,
+    }
+
+
+def _rejected_inputs(rejected: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Contact id → {input: reason} of its rejected text and audio records."""
+    found: dict[str, dict[str, str]] = {}
+    records = rejected[rejected["source"].isin(INPUT_OF_SOURCE)]
+    for cid, source, reason in records[["id", "source", "reason"]].itertuples(
+        index=False
+    ):
+        found.setdefault(str(cid), {})[INPUT_OF_SOURCE[source]] = reason
+    return found
 
 
 def _suffix(value: Any) -> str:

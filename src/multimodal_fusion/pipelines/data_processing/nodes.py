@@ -149,7 +149,9 @@ def _records(
                     "detail": reason[1],
                 }
             )
-    return frame[keep].reset_index(drop=True), _rejected(rows)
+    # A boolean Series, not a list: an empty list would select no columns.
+    kept = frame[pd.Series(keep, index=frame.index, dtype=bool)]
+    return kept.reset_index(drop=True), _rejected(rows)
 
 
 def _deduplicate(
@@ -407,7 +409,9 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         .sort_values("id", kind="stable")
         .reset_index(drop=True)
     )
-    contacts["has_text"] = contacts["text"].fillna("").str.len() > 0
+    # astype(object): the merge of empty tables leaves a float column.
+    has_text = contacts["text"].astype(object).fillna("").astype(str).str.len() > 0
+    contacts["has_text"] = has_text
     contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
     for column in ("text", "label", "speaker", "split", "source_file"):
         values = contacts[column].astype(object)
