@@ -88,6 +88,25 @@ def usable_modalities(inputs: dict[str, Any], wanted: list[str]) -> list[str]:
     return [name for name in wanted if _has_data(inputs, name)]
 
 
+def missing_modalities_reason(inputs: dict[str, Any], wanted: list[str]) -> str | None:
+    """Why a model of the ``wanted`` modalities cannot train, or None.
+
+    Inputs in a common space (an alignment's output) have zero columns in every
+    modality when the alignment found too few pairs to learn that space, although
+    each modality's own features exist: the reason says so.
+    """
+    missing = [m for m in wanted if m not in usable_modalities(inputs, wanted)]
+    if not missing:
+        return None
+    widths = [np.prod(inputs[m].shape[1:]) for m in wanted if m in inputs]
+    if len(wanted) > 1 and len(widths) == len(wanted) and not any(widths):
+        return (
+            "the common space has 0 dimensions: the alignment found too few "
+            "training rows with both text and audio to learn it"
+        )
+    return f"no {' or '.join(missing)} features to train on"
+
+
 def presence(inputs: dict[str, Any], names: dict[str, list[str]]) -> np.ndarray:
     """``(n, n_modalities)`` float flags: 1.0 where a row has a modality.
 
@@ -268,9 +287,9 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         return names
 
     def _skip_reason(self, inputs: dict[str, Any]) -> str | None:
-        missing = [m for m in self.modalities if m not in self.modalities_]
+        missing = missing_modalities_reason(inputs, list(self.modalities))
         if missing:
-            return f"no {' or '.join(missing)} features to train on"
+            return missing
         if self.fusion == "attention":
             lacking = [n for n in ("text_tokens", "audio_frames") if n not in inputs]
             if lacking or set(self.modalities_) != {"text", "audio"}:
@@ -405,10 +424,7 @@ class LateFusionClassifier(Stateful):
         self.modalities_ = usable_modalities(inputs, list(self.modalities))
         self.classes_ = np.unique(np.asarray(y))
         self.n_train_rows_ = len(y)
-        missing = [m for m in self.modalities if m not in self.modalities_]
-        self.skipped_reason_ = (
-            f"no {' or '.join(missing)} features to train on" if missing else None
-        )
+        self.skipped_reason_ = missing_modalities_reason(inputs, list(self.modalities))
         self.members_ = {}
         if self.skipped_reason_:
             return self
