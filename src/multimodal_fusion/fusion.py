@@ -17,9 +17,11 @@ holds zeros in that modality's inputs, and the networks see it as missing.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,14 @@ NETWORK_HYPERPARAMETERS = (
 # Keras feeds scipy sparse batches slowly: sparse inputs up to this many cells
 # (128 MB as float32) are fed dense, which trains about twice as fast.
 DENSE_CELLS = 2**25
+
+
+logger = logging.getLogger(__name__)
+
+# Rows per forward pass at prediction time.
+PREDICT_BATCH_SIZE = 256
+# One compiled forward function per Keras model (see predict_in_batches).
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def set_global_seed(seed: int) -> None:
@@ -156,6 +166,113 @@ def feed(
             matrix = matrix.toarray()
         fed[name] = matrix
     return fed
+
+
+def _batch_tensor(matrix, dtype):
+    """A batch of rows as the tensor the network takes (floats as float32,
+    as Keras feeds them)."""
+    import tensorflow as tf
+
+    if sparse.issparse(matrix):
+        coo = matrix.tocoo()
+        return tf.sparse.reorder(
+            tf.SparseTensor(
+                np.stack([coo.row, coo.col], axis=1).astype(np.int64),
+                coo.data.astype(dtype),
+                coo.shape,
+            )
+        )
+    return tf.convert_to_tensor(np.asarray(matrix, dtype=dtype))
+
+
+def _input_spec(matrix):
+    import tensorflow as tf
+
+    dtype = np.float32 if np.issubdtype(matrix.dtype, np.floating) else matrix.dtype
+    shape = (None, *matrix.shape[1:])
+    if sparse.issparse(matrix):
+        return tf.SparseTensorSpec(shape, dtype)
+    return tf.TensorSpec(shape, dtype)
+
+
+def predict_in_batches(
+    model, inputs: dict[str, Any], batch_size: int = PREDICT_BATCH_SIZE
+) -> np.ndarray:
+    """The outputs of a Keras model on ``inputs`` (name → rows), ``batch_size``
+    rows per forward pass in inference mode, as ``model.predict`` computes them.
+
+    ``model.predict`` builds a tf.data pipeline per call, and TF's
+    ``make_deterministic`` rewrite of it (on under op determinism) logs an
+    ``E0000 ... use_unbounded_threadpool`` error each time; its function is
+    also traced again for every new model and batch shape, which TF reports as
+    retracing. Here each model gets one compiled function whose batch size is
+    left open: it is traced once, and no input pipeline is built.
+    """
+    import tensorflow as tf
+
+    forward = _FORWARD.get(model)
+    if forward is None:
+        signature = [{name: _input_spec(matrix) for name, matrix in inputs.items()}]
+        forward = tf.function(
+            lambda batch: model(batch, training=False), input_signature=signature
+        )
+        _FORWARD[model] = forward
+    dtypes = {
+        name: spec.dtype.as_numpy_dtype
+        for name, spec in forward.input_signature[0].items()
+    }
+    n_rows = next(iter(inputs.values())).shape[0]
+    return np.concatenate(
+        [
+            forward(
+                {
+                    name: _batch_tensor(
+                        matrix[start : start + batch_size], dtypes[name]
+                    )
+                    for name, matrix in inputs.items()
+                }
+            ).numpy()
+            for start in range(0, max(n_rows, 1), batch_size)  # 0 rows: one pass
+        ]
+    )
+
+
+def epoch_progress(epochs: int, description: str):
+    """A Keras callback drawing the training epochs as a progress bar on a
+    terminal (nothing when the output is not one); the bar is removed when
+    training ends, so it leaves no line behind."""
+    import keras
+    from tqdm import tqdm
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(
+                total=epochs, desc=description, unit="epoch", leave=False, disable=None
+            )
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and "val_loss" in logs:
+                self.bar.set_postfix(val_loss=f"{logs['val_loss']:.3f}", refresh=False)
+            self.bar.update()
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochProgress()
+
+
+def validation_macro_f1(model, validation: tuple[dict, Any]) -> float:
+    """Macro-F1 of a fitted classifier on the validation rows of known classes."""
+    from sklearn.metrics import f1_score
+
+    val_inputs, val_y = validation
+    known = np.isin(val_y, model.classes_)
+    if not known.any():
+        return float("nan")
+    rows = {name: matrix[known] for name, matrix in val_inputs.items()}
+    return float(
+        f1_score(np.asarray(val_y)[known], model.predict(rows), average="macro")
+    )
 
 
 def stack_inputs(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -356,7 +473,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
             ),
             epochs=self.epochs,
             batch_size=self.batch_size,
-            callbacks=[stop],
+            callbacks=[stop, epoch_progress(self.epochs, "+".join(self.modalities_))],
             shuffle=True,
             verbose=0,
         )
@@ -364,6 +481,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_ = len(self.history_["loss"])
         self.n_params_ = int(self.model_.count_params())
+        self.val_macro_f1_ = validation_macro_f1(self, validation)
         return self
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -374,7 +492,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         """Class probabilities, shape ``(n_rows, n_classes)``."""
         if self.model_ is None:
             raise RuntimeError(f"This model was not trained: {self.skipped_reason_}")
-        return self.model_.predict(self._select(inputs), verbose=0, batch_size=256)
+        return predict_in_batches(self.model_, self._select(inputs))
 
     def predict(self, inputs: dict) -> np.ndarray:
         """Predicted labels."""
@@ -452,6 +570,7 @@ class LateFusionClassifier(Stateful):
         self.train_seconds_ = sum(m.train_seconds_ for m in members)
         self.epochs_ = sum(m.epochs_ for m in members)
         self.n_params_ = sum(m.n_params_ for m in members) + len(self.weights_)
+        self.val_macro_f1_ = validation_macro_f1(self, validation)
         return self
 
     def _member_scores(self, inputs: dict) -> np.ndarray:
