@@ -10,6 +10,13 @@ and keeps its traceback on the console.
 
 from __future__ import annotations
 
+from kedro.io import DatasetError
+
 
 class UserInputError(ValueError):
     """The input data or configuration is wrong; the message says how to fix it."""
+
+
+class UnreadableFileError(DatasetError, UserInputError):
+    """A raw file that cannot be read at all (a dataset's load); the message
+    names the file, the line and the fix."""

@@ -444,11 +444,11 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         .sort_values("id", kind="stable")
         .reset_index(drop=True)
     )
-    contacts["has_text"] = contacts["text"].fillna("").str.len() > 0
-    contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
     for column in ("text", "label", "speaker", "split", "source_file"):
         values = contacts[column].astype(object)
         contacts[column] = values.where(values.notna(), "").astype(str)
+    contacts["has_text"] = contacts["text"].str.len() > 0
+    contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
 
     reasons_of = (
         records[records["id"] != ""]
