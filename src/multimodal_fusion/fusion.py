@@ -17,6 +17,7 @@ holds zeros in that modality's inputs, and the networks see it as missing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -195,6 +196,10 @@ def _input_spec(matrix):
     return tf.TensorSpec(shape, dtype)
 
 
+def _infer(model, batch):
+    return model(batch, training=False)
+
+
 def predict_in_batches(
     model, inputs: dict[str, Any], batch_size: int = PREDICT_BATCH_SIZE
 ) -> np.ndarray:
@@ -213,8 +218,11 @@ def predict_in_batches(
     forward = _FORWARD.get(model)
     if forward is None:
         signature = [{name: _input_spec(matrix) for name, matrix in inputs.items()}]
+        # A partial, not a lambda: TF counts tracings per code object, so the
+        # single tracing of each new model's lambda would add up to a
+        # "retracing" warning; a partial is counted on its own.
         forward = tf.function(
-            lambda batch: model(batch, training=False), input_signature=signature
+            functools.partial(_infer, model), input_signature=signature
         )
         _FORWARD[model] = forward
     dtypes = {
