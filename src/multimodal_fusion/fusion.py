@@ -269,14 +269,15 @@ def epoch_progress(epochs: int, description: str):
     return EpochProgress()
 
 
-def validation_macro_f1(model, validation: tuple[dict, Any]) -> float:
-    """Macro-F1 of a fitted classifier on the validation rows of known classes."""
+def validation_macro_f1(model, validation: tuple[dict, Any]) -> float | None:
+    """Macro-F1 of a fitted classifier on the validation rows of known classes
+    (None without any)."""
     from sklearn.metrics import f1_score
 
     val_inputs, val_y = validation
     known = np.isin(val_y, model.classes_)
     if not known.any():
-        return float("nan")
+        return None
     rows = {name: matrix[known] for name, matrix in val_inputs.items()}
     return float(
         f1_score(np.asarray(val_y)[known], model.predict(rows), average="macro")
