@@ -45,10 +45,11 @@ def test_a_dataset_without_texts_is_processed_as_audio_only(project, how):
     env = _no_texts_env(project, how)
     run_session(project, pipeline_name="data_processing", env=env)
 
-    contacts = pd.read_parquet(project / "data/03_primary/contacts.parquet")
+    outputs = project / "data" / env
+    contacts = pd.read_parquet(outputs / "03_primary/contacts.parquet")
     assert len(contacts) == N
     assert not contacts["has_text"].any() and contacts["has_audio"].all()
-    (version,) = (project / "data/08_reporting/data_summary.json").iterdir()
+    (version,) = (outputs / "08_reporting/data_summary.json").iterdir()
     summary = json.loads((version / "data_summary.json").read_text())
     assert summary["records"]["raw_texts"]["total"] == 0
     assert summary["modalities"]["audio_only"] == N
@@ -65,7 +66,7 @@ def test_one_class_stops_the_run_before_any_audio_is_decoded(project):
     _one_class(project)
     with pytest.raises(UserInputError, match="a classifier needs at least 2"):
         run_session(project, pipeline_name="data_processing")
-    assert not (project / "data/02_intermediate/audio_index.parquet").exists()
+    assert not (project / "data/local/02_intermediate/audio_index.parquet").exists()
 
 
 def _kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:

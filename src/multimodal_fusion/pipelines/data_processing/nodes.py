@@ -266,18 +266,19 @@ def clean_texts(
 
 
 def clean_labels(
-    raw_labels: pd.DataFrame, params: dict[str, Any]
+    raw_labels: pd.DataFrame, params: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validates labels; optional columns ``speaker`` and ``split`` are kept.
 
-    It also checks that at least two classes have ``min_class_size`` labelled
-    rows (no classifier can be trained with fewer); this node runs before
-    ``prepare_audio``, so a bad label file stops the run before any audio is
-    decoded.
+    For training (``params`` given) it also checks that at least two classes
+    have ``min_class_size`` labelled rows (no classifier can be trained with
+    fewer); this node runs before ``prepare_audio``, so a bad label file stops
+    the run before any audio is decoded.
 
     Args:
         raw_labels: Columns ``id,label`` and optionally ``speaker``, ``split``.
-        params: ``min_class_size``.
+        params: ``min_class_size``; None (labels of contacts to predict) skips
+            the class check.
 
     Returns:
         Labels ``id,label,speaker,split`` (empty strings where absent; an empty
@@ -314,7 +315,8 @@ def clean_labels(
     _log_rejections("raw_labels", len(raw_labels), rejected)
     columns = ["id", "label", "speaker", "split"]
     labels = labels.loc[~bad_split, columns].reset_index(drop=True)
-    _check_classes(labels, params.get("min_class_size") or 1)
+    if params is not None:
+        _check_classes(labels, params.get("min_class_size") or 1)
     return labels, rejected
 
 
