@@ -297,6 +297,12 @@ def test_split_fails_clearly_when_a_split_would_be_empty():
         split_contacts(_contacts(n=1), SPLIT, seed=0)
 
 
+def test_split_fails_clearly_when_too_few_contacts_to_stratify():
+    contacts = _contacts(n=8)
+    with pytest.raises(UserInputError, match="Cannot hold out a test split of 20%"):
+        split_contacts(contacts, SPLIT, seed=0)
+
+
 def test_split_fails_clearly_when_a_class_has_no_training_contact():
     contacts = _contacts(split="train")
     contacts.loc[:5, "split"] = "test"

@@ -601,7 +601,16 @@ def split_contacts(
             continue
         pool = contacts[labeled & contacts["split"].isin(("", "train"))]
         share = size / (1 - params["test_size"]) if split == "val" else size
-        held = _holdout(pool, share, seed, group)
+        try:
+            held = _holdout(pool, share, seed, group)
+        except ValueError as error:  # scikit-learn: too few rows per class
+            raise UserInputError(
+                f"Cannot hold out a {split} split of {share:.0%} from "
+                f"{len(pool)} labelled contacts of {pool['label'].nunique()} "
+                f"classes ({error}). Add labelled contacts, change test_size/"
+                "val_size in parameters_data_processing.yml, or assign the splits "
+                "with a split column in the labels."
+            ) from error
         contacts.loc[contacts["id"].isin(held), "split"] = split
     contacts.loc[labeled & (contacts["split"] == ""), "split"] = "train"
     _check_splits(contacts)
