@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 4141
+KEEP ?= 3
 
 export KEDRO_DISABLE_TELEMETRY := 1
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-data test lint viz serve clean-outputs
+.PHONY: install demo demo-data test lint viz serve clean-outputs prune-versions
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +60,8 @@ serve: install
 # Removes what the pipelines wrote in every environment (not the raw data).
 clean-outputs:
 	find data -mindepth 1 -maxdepth 1 ! -name 01_raw ! -name .gitkeep -exec rm -rf {} +
+
+# Keeps the newest KEEP versions of every versioned output under data/ (every
+# environment's).
+prune-versions: install
+	$(BIN)/python -m multimodal_fusion.prune --keep $(KEEP) data

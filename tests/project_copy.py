@@ -1,9 +1,10 @@
 """Isolated copies of the Kedro project for end-to-end tests.
 
-A copy holds ``pyproject.toml``, every configuration environment and an empty
-``conf/local``; the package itself comes from the editable install, so ``src/`` is
-an empty folder (``bootstrap_project`` insists that it exists). Runs inside a copy
-write their ``data/`` there and never touch the real project's data.
+A copy holds ``pyproject.toml``, every configuration environment, an empty
+``conf/local`` and an empty ``logs/``; the package itself comes from the editable
+install, so ``src/`` is an empty folder (``bootstrap_project`` insists that it
+exists). Runs inside a copy write their ``data/`` and logs there and never touch
+the real project's.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def copy_project(destination: Path) -> Path:
     )
     (destination / "conf" / "local").mkdir()
     (destination / "src").mkdir()
+    (destination / "logs").mkdir()  # conf/logging.yml's log file
     return destination
 
 
@@ -138,9 +140,17 @@ def capture_logs() -> Iterator[LogCapture]:
     ):
         pass
     handler = LogCapture()
-    root = logging.getLogger()
-    root.addHandler(handler)
+    # The root logger, and the loggers conf/logging.yml keeps off it (Kedro's
+    # per-dataset lines, user errors' tracebacks: the log file only).
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    ]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         yield handler
     finally:
-        root.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)

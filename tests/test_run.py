@@ -412,7 +412,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("demo") / "project")
     # Nested runtime params are deep-merged into parameters (OmegaConf merge):
     # the other demo_data keys keep their configured values. This is the same
-    # as `kedro run --pipeline demo_data --params demo_data.n_contacts=150`.
+    # as `kedro run --pipelines demo_data --params demo_data.n_contacts=150`.
     with capture_logs() as log:
         run_session(
             project,

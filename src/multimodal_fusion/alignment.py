@@ -25,8 +25,10 @@ from sklearn.decomposition import PCA, TruncatedSVD
 from multimodal_fusion.fusion import (
     KerasPickleMixin,
     dense_enough,
+    epoch_progress,
     feed,
     nonzero_rows,
+    predict_in_batches,
     set_global_seed,
 )
 from multimodal_fusion.persistence import Stateful
@@ -214,6 +216,7 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
                 restore_best_weights=True,
             )
         )
+        callbacks.append(epoch_progress(self.epochs, "alignment"))
         start = time.perf_counter()
         history = model.fit(
             self._select(inputs),
@@ -291,13 +294,9 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
             empty = np.zeros((n_rows, self.n_components_), np.float32)
             return empty, empty
         selected = self._select(inputs)
-        text_z = self.text_tower_.predict(
-            {"text": selected["text"]}, verbose=0, batch_size=256
-        )
-        audio_z = self.audio_tower_.predict(
-            {name: selected[name] for name in self.audio_inputs_},
-            verbose=0,
-            batch_size=256,
+        text_z = predict_in_batches(self.text_tower_, {"text": selected["text"]})
+        audio_z = predict_in_batches(
+            self.audio_tower_, {name: selected[name] for name in self.audio_inputs_}
         )
         return text_z.astype(np.float32), audio_z.astype(np.float32)
 

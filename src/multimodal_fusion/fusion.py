@@ -17,9 +17,12 @@ holds zeros in that modality's inputs, and the networks see it as missing.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import pickle
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,14 @@ NETWORK_HYPERPARAMETERS = (
 DENSE_CELLS = 2**25
 
 
+logger = logging.getLogger(__name__)
+
+# Rows per forward pass at prediction time.
+PREDICT_BATCH_SIZE = 256
+# One compiled forward function per Keras model (see predict_in_batches).
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def set_global_seed(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic."""
     import keras
@@ -86,6 +97,25 @@ def _has_data(inputs: dict[str, Any], name: str) -> bool:
 def usable_modalities(inputs: dict[str, Any], wanted: list[str]) -> list[str]:
     """The wanted modalities that have features and at least one non-zero row."""
     return [name for name in wanted if _has_data(inputs, name)]
+
+
+def missing_modalities_reason(inputs: dict[str, Any], wanted: list[str]) -> str | None:
+    """Why a model of the ``wanted`` modalities cannot train, or None.
+
+    Inputs in a common space (an alignment's output) have zero columns in every
+    modality when the alignment found too few pairs to learn that space, although
+    each modality's own features exist: the reason says so.
+    """
+    missing = [m for m in wanted if m not in usable_modalities(inputs, wanted)]
+    if not missing:
+        return None
+    widths = [np.prod(inputs[m].shape[1:]) for m in wanted if m in inputs]
+    if len(wanted) > 1 and len(widths) == len(wanted) and not any(widths):
+        return (
+            "the common space has 0 dimensions: the alignment found too few "
+            "training rows with both text and audio to learn it"
+        )
+    return f"no {' or '.join(missing)} features to train on"
 
 
 def presence(inputs: dict[str, Any], names: dict[str, list[str]]) -> np.ndarray:
@@ -137,6 +167,121 @@ def feed(
             matrix = matrix.toarray()
         fed[name] = matrix
     return fed
+
+
+def _batch_tensor(matrix, dtype):
+    """A batch of rows as the tensor the network takes (floats as float32,
+    as Keras feeds them)."""
+    import tensorflow as tf
+
+    if sparse.issparse(matrix):
+        coo = matrix.tocoo()
+        return tf.sparse.reorder(
+            tf.SparseTensor(
+                np.stack([coo.row, coo.col], axis=1).astype(np.int64),
+                coo.data.astype(dtype),
+                coo.shape,
+            )
+        )
+    return tf.convert_to_tensor(np.asarray(matrix, dtype=dtype))
+
+
+def _input_spec(matrix):
+    import tensorflow as tf
+
+    dtype = np.float32 if np.issubdtype(matrix.dtype, np.floating) else matrix.dtype
+    shape = (None, *matrix.shape[1:])
+    if sparse.issparse(matrix):
+        return tf.SparseTensorSpec(shape, dtype)
+    return tf.TensorSpec(shape, dtype)
+
+
+def _infer(model, batch):
+    return model(batch, training=False)
+
+
+def predict_in_batches(
+    model, inputs: dict[str, Any], batch_size: int = PREDICT_BATCH_SIZE
+) -> np.ndarray:
+    """The outputs of a Keras model on ``inputs`` (name → rows), ``batch_size``
+    rows per forward pass in inference mode, as ``model.predict`` computes them.
+
+    ``model.predict`` builds a tf.data pipeline per call, and TF's
+    ``make_deterministic`` rewrite of it (on under op determinism) logs an
+    ``E0000 ... use_unbounded_threadpool`` error each time; its function is
+    also traced again for every new model and batch shape, which TF reports as
+    retracing. Here each model gets one compiled function whose batch size is
+    left open: it is traced once, and no input pipeline is built.
+    """
+    import tensorflow as tf
+
+    forward = _FORWARD.get(model)
+    if forward is None:
+        signature = [{name: _input_spec(matrix) for name, matrix in inputs.items()}]
+        # A partial, not a lambda: TF counts tracings per code object, so the
+        # single tracing of each new model's lambda would add up to a
+        # "retracing" warning; a partial is counted on its own.
+        forward = tf.function(
+            functools.partial(_infer, model), input_signature=signature
+        )
+        _FORWARD[model] = forward
+    dtypes = {
+        name: spec.dtype.as_numpy_dtype
+        for name, spec in forward.input_signature[0].items()
+    }
+    n_rows = next(iter(inputs.values())).shape[0]
+    return np.concatenate(
+        [
+            forward(
+                {
+                    name: _batch_tensor(
+                        matrix[start : start + batch_size], dtypes[name]
+                    )
+                    for name, matrix in inputs.items()
+                }
+            ).numpy()
+            for start in range(0, max(n_rows, 1), batch_size)  # 0 rows: one pass
+        ]
+    )
+
+
+def epoch_progress(epochs: int, description: str):
+    """A Keras callback drawing the training epochs as a progress bar on a
+    terminal (nothing when the output is not one); the bar is removed when
+    training ends, so it leaves no line behind."""
+    import keras
+    from tqdm import tqdm
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(
+                total=epochs, desc=description, unit="epoch", leave=False, disable=None
+            )
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and "val_loss" in logs:
+                self.bar.set_postfix(val_loss=f"{logs['val_loss']:.3f}", refresh=False)
+            self.bar.update()
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochProgress()
+
+
+def validation_macro_f1(model, validation: tuple[dict, Any]) -> float | None:
+    """Macro-F1 of a fitted classifier on the validation rows of known classes
+    (None without any)."""
+    from sklearn.metrics import f1_score
+
+    val_inputs, val_y = validation
+    known = np.isin(val_y, model.classes_)
+    if not known.any():
+        return None
+    rows = {name: matrix[known] for name, matrix in val_inputs.items()}
+    return float(
+        f1_score(np.asarray(val_y)[known], model.predict(rows), average="macro")
+    )
 
 
 def stack_inputs(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -268,9 +413,9 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         return names
 
     def _skip_reason(self, inputs: dict[str, Any]) -> str | None:
-        missing = [m for m in self.modalities if m not in self.modalities_]
+        missing = missing_modalities_reason(inputs, list(self.modalities))
         if missing:
-            return f"no {' or '.join(missing)} features to train on"
+            return missing
         if self.fusion == "attention":
             lacking = [n for n in ("text_tokens", "audio_frames") if n not in inputs]
             if lacking or set(self.modalities_) != {"text", "audio"}:
@@ -337,7 +482,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
             ),
             epochs=self.epochs,
             batch_size=self.batch_size,
-            callbacks=[stop],
+            callbacks=[stop, epoch_progress(self.epochs, "+".join(self.modalities_))],
             shuffle=True,
             verbose=0,
         )
@@ -345,6 +490,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         self.history_ = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         self.epochs_ = len(self.history_["loss"])
         self.n_params_ = int(self.model_.count_params())
+        self.val_macro_f1_ = validation_macro_f1(self, validation)
         return self
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -355,7 +501,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         """Class probabilities, shape ``(n_rows, n_classes)``."""
         if self.model_ is None:
             raise RuntimeError(f"This model was not trained: {self.skipped_reason_}")
-        return self.model_.predict(self._select(inputs), verbose=0, batch_size=256)
+        return predict_in_batches(self.model_, self._select(inputs))
 
     def predict(self, inputs: dict) -> np.ndarray:
         """Predicted labels."""
@@ -405,10 +551,7 @@ class LateFusionClassifier(Stateful):
         self.modalities_ = usable_modalities(inputs, list(self.modalities))
         self.classes_ = np.unique(np.asarray(y))
         self.n_train_rows_ = len(y)
-        missing = [m for m in self.modalities if m not in self.modalities_]
-        self.skipped_reason_ = (
-            f"no {' or '.join(missing)} features to train on" if missing else None
-        )
+        self.skipped_reason_ = missing_modalities_reason(inputs, list(self.modalities))
         self.members_ = {}
         if self.skipped_reason_:
             return self
@@ -436,6 +579,7 @@ class LateFusionClassifier(Stateful):
         self.train_seconds_ = sum(m.train_seconds_ for m in members)
         self.epochs_ = sum(m.epochs_ for m in members)
         self.n_params_ = sum(m.n_params_ for m in members) + len(self.weights_)
+        self.val_macro_f1_ = validation_macro_f1(self, validation)
         return self
 
     def _member_scores(self, inputs: dict) -> np.ndarray:

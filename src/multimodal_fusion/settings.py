@@ -5,6 +5,10 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
+from multimodal_fusion.hooks import ProjectHooks
+
+HOOKS = (ProjectHooks(),)
+
 
 class ProjectConfigLoader(OmegaConfigLoader):
     """Kedro's ``OmegaConfigLoader`` plus the ``${kedro_env:}`` resolver: the name

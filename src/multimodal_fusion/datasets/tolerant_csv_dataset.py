@@ -16,8 +16,9 @@ and export tools, without giving up on the whole file for one bad row.
 Every value is a string. Two columns are added for the pipeline's accounting:
 ``_line``, the line of the file where the record starts, and ``_problem``, why
 the row cannot be trusted ("" when it can). A file that cannot be read at all (a
-quote that is never closed, no header, binary data) raises a ``DatasetError``
-that names the file, the line and what to do.
+quote that is never closed, no header, binary data) raises an
+``UnreadableFileError`` (a ``DatasetError`` and a user error) that names the
+file, the line and what to do.
 
 Saving writes UTF-8 (no index); the two added columns are not written.
 """
@@ -31,10 +32,9 @@ import logging
 from typing import Any
 
 import pandas as pd
-from kedro.io.core import (
-    DatasetError,
-    get_filepath_str,
-)
+from kedro.io.core import get_filepath_str
+
+from multimodal_fusion.errors import UnreadableFileError
 
 from .file_dataset import FileDataset
 
@@ -111,7 +111,7 @@ class TolerantCSVDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
 
     def _decode(self, raw: bytes, name: str) -> str:
         if not raw.strip():
-            raise DatasetError(
+            raise UnreadableFileError(
                 f"'{name}' is empty. It needs a header line (for example 'id,text') "
                 "and one line per record."
             )
@@ -121,13 +121,13 @@ class TolerantCSVDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
                 try:
                     return raw.decode(encoding).lstrip("\ufeff")
                 except UnicodeDecodeError as err:
-                    raise DatasetError(
+                    raise UnreadableFileError(
                         f"'{name}' starts with a {encoding.upper()} byte-order mark "
                         f"but byte {err.start} is not {encoding.upper()}. Re-save "
                         "the file as UTF-8."
                     ) from err
         if raw[:4096].count(0) > len(raw[:4096]) // 10:
-            raise DatasetError(
+            raise UnreadableFileError(
                 f"'{name}' looks binary (or UTF-16 without a byte-order mark), not "
                 "like a CSV file. Export it as 'CSV UTF-8'."
             )
@@ -164,14 +164,14 @@ class TolerantCSVDataset(FileDataset[pd.DataFrame, pd.DataFrame]):
                 records.append((start, fields))
                 start = reader.line_num + 1
         except csv.Error as err:
-            raise DatasetError(
+            raise UnreadableFileError(
                 f"'{name}' line {start}: {err}. Fix that line (quote fields that "
                 "contain the separator, a quote or a line break)."
             ) from err
         _check_last_quote(text, records, reader.line_num, name)
         records = [(n, f) for n, f in records if any(v.strip() for v in f)]
         if not records:
-            raise DatasetError(f"'{name}' has no header line.")
+            raise UnreadableFileError(f"'{name}' has no header line.")
         header = _header(records[0][1], name)
         rows, lines, problems = [], [], []
         for line, fields in records[1:]:
@@ -198,7 +198,7 @@ def _check_last_quote(
         lines = io.StringIO(text, newline="").readlines()
         span = "".join(lines[start - 1 : last_line])
         if span.count('"') % 2:
-            raise DatasetError(
+            raise UnreadableFileError(
                 f"'{name}' line {start}: a quoted field opens on this line and is "
                 "never closed, so the rest of the file would be read as one value. "
                 'Close the quote, or double a quote inside a field ("").'
@@ -212,7 +212,7 @@ def _header(fields: list[str], name: str) -> list[str]:
     header = [h or f"unnamed_{i}" for i, h in enumerate(header)]
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
-        raise DatasetError(
+        raise UnreadableFileError(
             f"'{name}': the header names the column(s) {repeated} more than once. "
             "Rename or remove the repeated columns."
         )

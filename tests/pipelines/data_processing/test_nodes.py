@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from multimodal_fusion.datasets import AudioFolderDataset
+from multimodal_fusion.datasets import AudioFolderDataset, TolerantCSVDataset
+from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.pipelines.data_processing.nodes import (
     clean_labels,
     clean_texts,
@@ -89,20 +90,44 @@ def test_clean_texts_names_missing_columns():
 def test_clean_labels_keeps_optional_columns_and_rejects_bad_splits():
     raw = pd.DataFrame(
         {
-            "id": ["a", "b", "c"],
-            "label": ["x", "", "y"],
-            "split": ["TEST", "", "holdout"],
+            "id": ["a", "b", "c", "d"],
+            "label": ["x", "", "y", "z"],
+            "split": ["TEST", "", "holdout", "train"],
         }
     )
-    labels, rejected = clean_labels(raw)
+    labels, rejected = clean_labels(raw, LABELS)
     assert rejected["reason"].tolist() == ["invalid_split"]
     assert labels.to_dict("list") == {
-        "id": ["a", "b"],
-        "label": ["x", ""],
-        "speaker": ["", ""],
-        "split": ["test", ""],
+        "id": ["a", "b", "d"],
+        "label": ["x", "", "z"],
+        "speaker": ["", "", ""],
+        "split": ["test", "", "train"],
     }
     assert rejected["id"].tolist() == ["c"]
+
+
+def test_a_header_only_texts_csv_or_an_empty_memory_dataset_means_no_texts(
+    tmp_path,
+):
+    (tmp_path / "texts.csv").write_text("id,text\n")
+    header_only = TolerantCSVDataset(filepath=str(tmp_path / "texts.csv")).load()
+    for raw in (header_only, {}, None):  # {}: `MemoryDataset` with `data: {}`
+        texts, rejected = clean_texts(raw, {"lowercase": True, "max_chars": 10})
+        assert texts.empty and list(texts.columns) == ["id", "text"]
+        assert rejected.empty
+
+
+def test_clean_labels_needs_two_classes_with_enough_rows(tmp_path):
+    (tmp_path / "labels.csv").write_text("id,label\n")
+    header_only = TolerantCSVDataset(filepath=str(tmp_path / "labels.csv")).load()
+    with pytest.raises(UserInputError, match=r"raw_labels has 0 class\(es\)"):
+        clean_labels(header_only, LABELS)
+    one_class = pd.DataFrame({"id": list("abcd"), "label": ["x", "x", "x", "y"]})
+    clean_labels(one_class, LABELS)  # two classes of at least one row
+    with pytest.raises(
+        UserInputError, match=r"2 class\(es\), 1 of them with at least min_class_size"
+    ):
+        clean_labels(one_class, {"min_class_size": 2})
 
 
 def test_prepare_audio_checks_clips_and_prepares_them_lazily(raw_audio):
@@ -270,6 +295,12 @@ def test_split_honours_the_split_column_and_the_test_pattern():
 def test_split_fails_clearly_when_a_split_would_be_empty():
     with pytest.raises(ValueError, match=r"split\(s\) \['val', 'test'\] are empty"):
         split_contacts(_contacts(n=1), SPLIT, seed=0)
+
+
+def test_split_fails_clearly_when_too_few_contacts_to_stratify():
+    contacts = _contacts(n=8)
+    with pytest.raises(UserInputError, match="Cannot hold out a test split of 20%"):
+        split_contacts(contacts, SPLIT, seed=0)
 
 
 def test_split_fails_clearly_when_a_class_has_no_training_contact():

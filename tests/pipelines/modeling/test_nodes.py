@@ -503,6 +503,28 @@ def test_variant_without_data_for_a_modality_is_skipped_with_a_reason():
     assert late.skipped_reason_ == "no text features to train on"
 
 
+def test_aligned_variant_on_audio_only_data_is_skipped_for_lack_of_pairs():
+    inputs = _problem(n=60)
+    for split in inputs.values():  # an audio-only dataset: no text at all
+        split["inputs"]["text"] = sparse.csr_matrix(
+            (len(split["y"]), 0), dtype=np.float32
+        )
+        split["has"]["text"][:] = False
+    alignment = fit_alignment(inputs, {"method": "cca", "n_components": 4}, seed=0)
+    aligned = align_inputs(inputs, alignment)
+    params = {**MLP, "modalities": ["text", "audio"]}
+    for model in (
+        train_classifier(aligned, params, 0),
+        train_classifier(aligned, {**params, "fusion": "late"}, 0),
+    ):
+        assert "too few training rows with both text and audio" in (
+            model.skipped_reason_
+        )
+    # The unaligned audio of the same data still trains.
+    audio = train_classifier(inputs, {**MLP, "modalities": ["audio"]}, 0)
+    assert audio.skipped_reason_ is None
+
+
 def test_retrieval_recall_against_the_random_baseline():
     items = np.eye(10)
     result = retrieval_recall(items, items, [1, 5])

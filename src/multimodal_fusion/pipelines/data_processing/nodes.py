@@ -34,6 +34,7 @@ from multimodal_fusion.audio import (
     prepare_source,
 )
 from multimodal_fusion.datasets.tolerant_csv_dataset import LINE_COLUMN, PROBLEM_COLUMN
+from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.text import clean_text, mask_pii, normalise_text
 
 logger = logging.getLogger(__name__)
@@ -104,11 +105,20 @@ def _id_problem(record_id: str) -> tuple[str, str] | None:
     return None
 
 
+def _as_table(raw: Any, columns: list[str]) -> pd.DataFrame:
+    """A raw table as a DataFrame. A ``MemoryDataset`` declaring no records
+    (``data: {}``, or None) is an empty table with the required columns; a
+    mapping of columns is read as a table."""
+    if isinstance(raw, pd.DataFrame):
+        return raw
+    return pd.DataFrame(raw or {}, columns=None if raw else columns)
+
+
 def _require_columns(frame: pd.DataFrame, columns: list[str], name: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         present = [_quote(c, 30) for c in frame.columns if not str(c).startswith("_")]
-        raise ValueError(
+        raise UserInputError(
             f"{name} lacks the column(s) {missing}; its header has "
             f"[{', '.join(present)}]. Fix the header of the file behind the "
             f"'{name}' catalog entry (README, 'Your own data')."
@@ -226,6 +236,7 @@ def clean_texts(
         Clean texts ``id,text`` (normalised, PII masked; empty text kept as ""),
         and the rejected rows.
     """
+    raw_texts = _as_table(raw_texts, ["id", "text"])
     texts, rejected = _records(raw_texts, "raw_texts", ["id", "text"])
     texts, duplicates = _deduplicate(texts, "raw_texts", ["text"])
     max_chars = params.get("max_chars")
@@ -255,16 +266,29 @@ def clean_texts(
     return texts[["id", "text"]], rejected
 
 
-def clean_labels(raw_labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def clean_labels(
+    raw_labels: pd.DataFrame, params: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validates labels; optional columns ``speaker`` and ``split`` are kept.
+
+    For training (``params`` given) it also checks that at least two classes
+    have ``min_class_size`` labelled rows (no classifier can be trained with
+    fewer); this node runs before ``prepare_audio``, so a bad label file stops
+    the run before any audio is decoded.
 
     Args:
         raw_labels: Columns ``id,label`` and optionally ``speaker``, ``split``.
+        params: ``min_class_size``; None (labels of contacts to predict) skips
+            the class check.
 
     Returns:
         Labels ``id,label,speaker,split`` (empty strings where absent; an empty
         label means unlabeled), and the rejected rows.
+
+    Raises:
+        UserInputError: when fewer than two classes have enough labelled rows.
     """
+    raw_labels = _as_table(raw_labels, ["id", "label"])
     labels, rejected = _records(
         raw_labels, "raw_labels", ["id", "label"], ["speaker", "split"]
     )
@@ -291,7 +315,21 @@ def clean_labels(raw_labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rejected = pd.concat([rejected, duplicates, bad_rows], ignore_index=True)
     _log_rejections("raw_labels", len(raw_labels), rejected)
     columns = ["id", "label", "speaker", "split"]
-    return labels.loc[~bad_split, columns].reset_index(drop=True), rejected
+    labels = labels.loc[~bad_split, columns].reset_index(drop=True)
+    if params is not None:
+        _check_classes(labels, params.get("min_class_size") or 1)
+    return labels, rejected
+
+
+def _check_classes(labels: pd.DataFrame, min_size: int) -> None:
+    sizes = labels.loc[labels["label"] != "", "label"].value_counts()
+    if (sizes >= min_size).sum() < 2:
+        raise UserInputError(
+            f"raw_labels has {len(sizes)} class(es), {(sizes >= min_size).sum()} "
+            f"of them with at least min_class_size ({min_size}, "
+            "data_processing.labels) labelled rows; a classifier needs at least 2. "
+            "Add labelled rows of another class, fix the labels, or lower the limit."
+        )
 
 
 def prepare_audio(
@@ -409,13 +447,11 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         .sort_values("id", kind="stable")
         .reset_index(drop=True)
     )
-    # astype(object): the merge of empty tables leaves a float column.
-    has_text = contacts["text"].astype(object).fillna("").astype(str).str.len() > 0
-    contacts["has_text"] = has_text
-    contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
     for column in ("text", "label", "speaker", "split", "source_file"):
         values = contacts[column].astype(object)
         contacts[column] = values.where(values.notna(), "").astype(str)
+    contacts["has_text"] = contacts["text"].str.len() > 0
+    contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
 
     reasons_of = (
         records[records["id"] != ""]
@@ -548,7 +584,7 @@ def split_contacts(
         pattern = re.compile(params["test_ids_matching"])
         matches = contacts["id"].map(lambda i: bool(pattern.search(i)))
         if not (labeled & matches).any():
-            raise ValueError(
+            raise UserInputError(
                 f"test_ids_matching '{pattern.pattern}' matches no labeled id "
                 f"(ids look like {contacts['id'].head(3).tolist()}). Fix the pattern "
                 "in parameters_data_processing.yml or set it to null."
@@ -566,7 +602,16 @@ def split_contacts(
             continue
         pool = contacts[labeled & contacts["split"].isin(("", "train"))]
         share = size / (1 - params["test_size"]) if split == "val" else size
-        held = _holdout(pool, share, seed, group)
+        try:
+            held = _holdout(pool, share, seed, group)
+        except ValueError as error:  # scikit-learn: too few rows per class
+            raise UserInputError(
+                f"Cannot hold out a {split} split of {share:.0%} from "
+                f"{len(pool)} labelled contacts of {pool['label'].nunique()} "
+                f"classes ({error}). Add labelled contacts, change test_size/"
+                "val_size in parameters_data_processing.yml, or assign the splits "
+                "with a split column in the labels."
+            ) from error
         contacts.loc[contacts["id"].isin(held), "split"] = split
     contacts.loc[labeled & (contacts["split"] == ""), "split"] = "train"
     _check_splits(contacts)
@@ -577,21 +622,21 @@ def _check_splits(contacts: pd.DataFrame) -> None:
     counts = contacts["split"].value_counts()
     empty = [s for s in SPLITS if counts.get(s, 0) == 0]
     if empty:
-        raise ValueError(
+        raise UserInputError(
             f"The split(s) {empty} are empty ({counts.to_dict()}). Provide more "
             "labeled contacts or adjust test_size/val_size in "
             "parameters_data_processing.yml."
         )
     train = set(contacts.loc[contacts["split"] == "train", "label"])
     if len(train) < 2:
-        raise ValueError(
+        raise UserInputError(
             f"The training split holds {len(train)} class(es); at least 2 are "
             "needed to train a classifier. Check raw_labels."
         )
     evaluated = contacts[contacts["split"].isin(("val", "test"))]
     untrained = sorted(set(evaluated["label"]) - train)
     if untrained:
-        raise ValueError(
+        raise UserInputError(
             f"{len(untrained)} class(es) have contacts in val/test but none in "
             f"train: {_listing([_quote(c) for c in untrained])}. A model cannot "
             "learn them: move some of their contacts to train (the split column "
@@ -630,6 +675,8 @@ def summarise_data(  # noqa: PLR0913, PLR0917
         ValueError: if the counts do not add up (a bug: a record or an id was
             lost or counted twice).
     """
+    raw_texts = _as_table(raw_texts, ["id", "text"])
+    raw_labels = _as_table(raw_labels, ["id", "label"])
     accepted = {
         "raw_texts": (len(raw_texts), len(texts)),
         "raw_labels": (len(raw_labels), len(labels)),

@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 clean_labels,
-                "raw_labels",
+                ["raw_labels", "params:data_processing.labels"],
                 ["labels", "rejected_labels"],
                 name="clean_labels",
             ),

@@ -1,0 +1,110 @@
+"""Project hooks: what a run says on the console.
+
+- After each node that trains a model, one INFO line: the variant (the node's
+  namespace), epochs, validation macro-F1 and seconds.
+- A run that stops on a user error (:class:`~multimodal_fusion.errors.UserInputError`,
+  a missing file, an unknown environment) ends with the error's message alone;
+  its traceback goes to the log file (the ``multimodal_fusion.errors`` logger
+  of ``conf/logging.yml``). Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import TracebackType
+from typing import Any
+
+from kedro.config import MissingConfigException
+from kedro.framework.hooks import hook_impl
+
+from multimodal_fusion.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+# Configured in conf/logging.yml to write to the log file only.
+error_logger = logging.getLogger("multimodal_fusion.errors")
+
+
+def _chain(error: BaseException):
+    """The error, then its causes and contexts."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The message to end a run with when ``error`` is the user's to fix, else
+    None (a bug: keep the traceback)."""
+    for link in _chain(error):
+        if isinstance(link, UserInputError):
+            return str(link)
+        if isinstance(link, MissingConfigException):
+            return (
+                f"{str(link).rstrip('.')}. An environment is a folder conf/<env>/ "
+                "(for example 'kedro run --env fsdd'); see README, 'Your own data'."
+            )
+        if isinstance(link, FileNotFoundError):
+            return (
+                f"{str(error).rstrip('.')}. Put the file there, or point its catalog "
+                "entry at your data in conf/<env>/catalog.yml (README, 'Your own "
+                "data'); an intermediate file is written by an earlier pipeline: "
+                "run it first."
+            )
+    return None
+
+
+def _log_file() -> str | None:
+    """The file the ``multimodal_fusion.errors`` logger writes to, if any."""
+    for handler in error_logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def _excepthook(previous):
+    def hook(
+        kind: type[BaseException],
+        error: BaseException,
+        traceback: TracebackType | None,
+    ) -> None:
+        message = user_error_message(error)
+        log_file = _log_file()
+        if message is None or log_file is None:
+            previous(kind, error, traceback)
+            return
+        error_logger.error(
+            "Run stopped by a user error", exc_info=(kind, error, traceback)
+        )
+        print(f"\nError: {message}\n(The traceback is in {log_file}.)", file=sys.stderr)
+
+    hook.user_errors = True
+    return hook
+
+
+def install_user_error_hook() -> None:
+    """Makes uncaught user errors end the process with their message alone."""
+    if not getattr(sys.excepthook, "user_errors", False):
+        sys.excepthook = _excepthook(sys.excepthook)
+
+
+class ProjectHooks:
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        install_user_error_hook()
+
+    @hook_impl
+    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
+        for value in outputs.values():
+            epochs = getattr(value, "epochs_", None)
+            if epochs is None or getattr(value, "skipped_reason_", None):
+                continue
+            score = getattr(value, "val_macro_f1_", None)
+            logger.info(
+                "%s: trained %d epochs%s in %.1f s",
+                node.namespace or node.name,
+                epochs,
+                "" if score is None else f", validation macro-F1 {score:.3f}",
+                value.train_seconds_,
+            )
