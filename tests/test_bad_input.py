@@ -19,7 +19,7 @@ from multimodal_fusion.datasets import (
     audio_dataset,
     audio_folder_dataset,
 )
-from multimodal_fusion.pipelines.data_processing.nodes import prepare_audio
+from multimodal_fusion.intake import prepare_audio
 from tests.bad_input_corpus import LONG_CLIP, PII, write_corpus
 from tests.pii_scan import scan_for
 from tests.project_copy import capture_logs, copy_project, outputs, run_session

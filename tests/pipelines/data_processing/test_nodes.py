@@ -5,11 +5,13 @@ import soundfile as sf
 
 from multimodal_fusion.datasets import AudioFolderDataset, TolerantCSVDataset
 from multimodal_fusion.errors import UserInputError
-from multimodal_fusion.pipelines.data_processing.nodes import (
+from multimodal_fusion.intake import (
     clean_labels,
     clean_texts,
     join_contacts,
     prepare_audio,
+)
+from multimodal_fusion.pipelines.data_processing.nodes import (
     split_contacts,
     summarise_data,
 )

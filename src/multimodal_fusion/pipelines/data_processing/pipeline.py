@@ -2,14 +2,14 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import (
+from multimodal_fusion.intake import (
     clean_labels,
     clean_texts,
     join_contacts,
     prepare_audio,
-    split_contacts,
-    summarise_data,
 )
+
+from .nodes import split_contacts, summarise_data
 
 
 def create_pipeline(**kwargs) -> Pipeline:
