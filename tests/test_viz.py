@@ -171,7 +171,7 @@ def test_viz_shows_each_variant_as_a_collapsible_modular_pipeline(main_graph):
         data_names = {by_id[c["id"]]["name"] for c in children if c["type"] == "data"}
         outputs = {by_id[i]["name"] for i in modular[variant]["outputs"]}
         # The model flows out of the group to package_model (reporting).
-        assert f"{variant}.model" in data_names | outputs
+        assert f"{variant}_model" in data_names | outputs
         # Collapsed, the group still shows what flows in and out.
         assert modular[variant]["inputs"] and modular[variant]["outputs"]
 
@@ -183,7 +183,7 @@ def test_viz_edges_wire_each_variant(main_graph):
 
     assert all(s in ids and t in ids for s, t in edges)
     for variant in VARIANTS:
-        model = by_name[f"{variant}.model"]
+        model = by_name[f"{variant}_model"]
         assert (by_name[f"{variant}.train_classifier"], model) in edges
         assert (model, by_name[f"{variant}.evaluate_classifier"]) in edges
         # evaluate -> <variant>_metrics -> assess -> <variant>_assessment -> collect

@@ -48,6 +48,7 @@ def alignment_evaluation(alignment: str, aligned_inputs: str) -> Pipeline:
         namespace=alignment,
         inputs={
             "aligned_inputs": aligned_inputs,
+            "model": variant_output(alignment, "model"),
             sweep_inputs("model_inputs"): sweep_inputs("model_inputs"),
         },
         outputs={
@@ -91,6 +92,7 @@ def variant_evaluation(variant: str, model_inputs: str) -> Pipeline:
         ],
         namespace=variant,
         inputs={
+            "model": variant_output(variant, "model"),
             "model_inputs": model_inputs,
             "sweep_inputs": sweep_inputs(model_inputs),
         },

@@ -6,7 +6,7 @@ under its own namespace (the variant table is :mod:`multimodal_fusion.variants`)
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.alignment import align_inputs
-from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS
+from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS, variant_output
 
 from .nodes import (
     augment_training_split,
@@ -70,7 +70,10 @@ def create_pipeline(**kwargs) -> Pipeline:
             alignment_pipeline(),
             namespace=alignment,
             inputs={"model_inputs": "model_inputs"},
-            outputs={"aligned_inputs": aligned_inputs},
+            outputs={
+                "aligned_inputs": aligned_inputs,
+                "model": variant_output(alignment, "model"),
+            },
             parameters={
                 "params:alignment": f"params:modeling.alignments.{alignment}",
                 "params:seed": "params:seed",
@@ -90,6 +93,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ],
             namespace=variant,
             inputs={"model_inputs": source},
+            outputs={"model": variant_output(variant, "model")},
             parameters={"params:seed": "params:seed"},
         )
         for variant, source in VARIANT_INPUTS.items()

@@ -144,8 +144,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "audio_index": "audio_index",
                     "parameters": "parameters",
                     "params": "params:packaging",
-                    **{f"{v}_model": f"{v}.model" for v in VARIANT_INPUTS},
-                    **{f"{a}_model": f"{a}.model" for a in ALIGNMENTS},
+                    **{
+                        variant_output(name, "model"): variant_output(name, "model")
+                        for name in (*VARIANT_INPUTS, *ALIGNMENTS)
+                    },
                     **{f"{v}_test_predictions": p for v, p in predictions.items()},
                 },
                 "model_package",
