@@ -152,7 +152,8 @@ def extract_audio_features(
         desc="audio features",
         unit="clip",
         mininterval=2,
-        disable=len(rows) <= size,  # one batch: done before a bar says anything
+        # One batch is done before a bar says anything; off a terminal, no bar.
+        disable=True if len(rows) <= size else None,
     ) as progress:
         for start, batch in zip(range(0, len(rows), size), batches, strict=True):
             pending.append((rows[start : start + size], batch))
