@@ -318,7 +318,8 @@ def retrieval_recall(
     """Cross-modal retrieval by cosine similarity, beside random baselines.
 
     Row ``i`` of ``queries`` matches row ``i`` of ``items``; Recall@k is the share
-    of queries whose match ranks in the top ``k`` (random: ``k / n``). With
+    of queries whose match ranks in the top ``k`` (random: ``k / n``), a match
+    tied with other items counting at the worst of their ranks. With
     ``labels``, ``label_match@1`` is the share of queries whose top item has the
     query's label (random: the sum of squared class shares), which is what
     alignment can reach when the two modalities share only the intent.
@@ -328,7 +329,9 @@ def retrieval_recall(
         return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
     similarity = unit(queries) @ unit(items).T
-    rank = (similarity > similarity.diagonal()[:, None]).sum(axis=1)
+    # Ties count at their worst rank: a match that merely ties with other items
+    # (repeated texts, a collapsed embedding) is not retrieved first.
+    rank = (similarity >= similarity.diagonal()[:, None]).sum(axis=1) - 1
     n = len(queries)
     scores = {
         f"recall@{k}": {"model": float(np.mean(rank < k)), "random": min(1.0, k / n)}

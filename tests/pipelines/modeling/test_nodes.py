@@ -533,6 +533,22 @@ def test_retrieval_recall_against_the_random_baseline():
     assert shuffled["recall@1"]["model"] == 0.0
 
 
+def test_retrieval_counts_ties_at_their_worst_rank():
+    # Four queries, all the same vector: every match ties with all four items.
+    queries = np.ones((4, 3))
+    items = np.ones((4, 3))
+    result = retrieval_recall(queries, items, [1, 3, 4])
+    assert result["recall@1"]["model"] == 0.0
+    assert result["recall@3"]["model"] == 0.0
+    assert result["recall@4"]["model"] == 1.0
+    # Two repeated texts among distinct ones: only their pair is penalised.
+    items = np.eye(5)
+    queries = np.eye(5)
+    queries[1] = queries[0]
+    items[1] = items[0]
+    assert retrieval_recall(queries, items, [1])["recall@1"]["model"] == 3 / 5
+
+
 def test_label_match_counts_same_label_retrievals():
     labels = ["a", "a", "b", "b"]
     queries = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], float)
