@@ -179,6 +179,59 @@ def test_effective_robustness_is_measured_against_the_baseline_variant():
     assert "effective_robustness" not in curve
 
 
+def _fused(macro_f1, blanked_text, blanked_audio):
+    entry = _variant(["text", "audio"], macro_f1, macro_f1)
+    entry["per_class"] = {c: entry["per_class"]["a"] for c in "abcd"}  # chance 0.25
+    entry["blanked"] = {
+        "text": {"accuracy": blanked_text, "macro_f1": blanked_text},
+        "audio": {"accuracy": blanked_audio, "macro_f1": blanked_audio},
+    }
+    return entry
+
+
+def test_a_fusion_variant_that_ignores_an_informative_modality_is_flagged():
+    metrics = collect_metrics(
+        SUMMARY,
+        CONTACTS,
+        "local",
+        ALIGNMENT,
+        ROBUSTNESS,
+        {"informative_margin": 0.1, "min_drop": 0.01},
+        text_only=_variant(["text"], 0.80, 0.80),
+        audio_only=_variant(["audio"], 0.70, 0.70),  # well above chance (0.25)
+        gated_fusion=_fused(0.85, blanked_text=0.30, blanked_audio=0.85),
+        early_fusion=_fused(0.90, blanked_text=0.60, blanked_audio=0.75),
+    )
+    gated = metrics["gated_fusion"]["reliance"]
+    assert gated["text"]["drop"] == pytest.approx(0.55)
+    assert gated["audio"]["drop"] == pytest.approx(0.0)
+    assert gated["audio"]["unimodal"] == "audio_only"
+    assert gated["audio"]["chance"] == 0.25
+    assert metrics["ignored_modalities"] == [
+        {"variant": "gated_fusion", "modality": "audio"}
+    ]
+    assert not any(e["ignored"] for e in metrics["early_fusion"]["reliance"].values())
+    assert "reliance" not in metrics["text_only"]
+    summary = write_summary(metrics, SUMMARY)
+    assert "gated_fusion text +0.550, audio +0.000" in summary
+    assert "`gated_fusion` ignores its audio input" in summary
+
+
+def test_an_uninformative_modality_may_be_ignored():
+    metrics = collect_metrics(
+        SUMMARY,
+        CONTACTS,
+        "local",
+        ALIGNMENT,
+        ROBUSTNESS,
+        {"informative_margin": 0.1, "min_drop": 0.01},
+        text_only=_variant(["text"], 0.80, 0.80),
+        audio_only=_variant(["audio"], 0.30, 0.30),  # near chance (0.25)
+        gated_fusion=_fused(0.80, blanked_text=0.30, blanked_audio=0.80),
+    )
+    assert metrics["ignored_modalities"] == []
+
+
 def test_single_modality_runs_report_no_gain():
     metrics = collect_metrics(
         SUMMARY,

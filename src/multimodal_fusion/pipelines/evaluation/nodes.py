@@ -55,6 +55,8 @@ from multimodal_fusion.robustness.sweeps import (
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# Defaults of the ``reporting.reliance`` parameters (see modality_reliance).
+RELIANCE_DEFAULTS = {"informative_margin": 0.1, "min_drop": 0.01}
 
 
 def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by position
@@ -380,16 +382,21 @@ def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by p
     }
 
 
-def collect_metrics(
+def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by name
     data_summary: dict[str, Any],
     contacts: pd.DataFrame,
     environment: str,
     alignment_metrics: dict[str, Any],
     robustness_params: dict[str, Any],
+    reliance_params: dict[str, Any] | None = None,
     **variant_metrics: dict[str, Any],
 ) -> dict[str, Any]:
     """One key per model variant, plus alignments, data counts, the run
     (environment and data fingerprints) and the verdict.
+
+    Every trained variant of several modalities gets its ``reliance`` on each
+    (see :func:`modality_reliance`); ``ignored_modalities`` lists the variants
+    that ignore an informative modality.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
@@ -415,6 +422,12 @@ def collect_metrics(
         names = [n for n in names if n in trained]
         return max(names, key=lambda n: trained[n]["val_macro_f1"]) if names else None
 
+    reliance = modality_reliance(trained, reliance_params or RELIANCE_DEFAULTS)
+    variant_metrics = {
+        name: {**entry, "reliance": reliance[name]} if name in reliance else entry
+        for name, entry in variant_metrics.items()
+    }
+    trained = trained_variants(variant_metrics)
     unimodal = best([n for n, m in trained.items() if len(m["modalities"]) == 1])
     fused = best([n for n, m in trained.items() if len(m["modalities"]) > 1])
     gain = (
@@ -432,7 +445,65 @@ def collect_metrics(
         "best_unimodal": unimodal,
         "best_fusion": fused,
         "fusion_gain_macro_f1": gain,
+        "ignored_modalities": [
+            {"variant": name, "modality": modality}
+            for name, by_modality in reliance.items()
+            for modality, entry in by_modality.items()
+            if entry["ignored"]
+        ],
     }
+
+
+def modality_reliance(
+    trained: dict[str, dict[str, Any]], params: dict[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """How much each fusion variant relies on each modality, measured.
+
+    The reliance on a modality is the drop in test macro-F1 when it is blanked
+    in every test row (``blanked``). A variant *ignores* a modality when the
+    best unimodal model of that modality scores at least ``informative_margin``
+    above chance (1 / number of classes), so the modality carries the label,
+    yet blanking it costs the variant less than ``min_drop``.
+
+    Returns:
+        ``{variant: {modality: {"drop", "blanked_macro_f1", "unimodal",
+        "unimodal_macro_f1", "chance", "ignored"}}}`` for the trained variants
+        of several modalities.
+    """
+    unimodal = {}
+    for name, entry in trained.items():
+        if len(entry["modalities"]) == 1:
+            modality = entry["modalities"][0]
+            if (
+                entry["val_macro_f1"]
+                > trained.get(unimodal.get(modality), {"val_macro_f1": -1})[
+                    "val_macro_f1"
+                ]
+            ):
+                unimodal[modality] = name
+    result = {}
+    for name, entry in trained.items():
+        if "blanked" not in entry:
+            continue
+        chance = 1 / max(len(entry.get("per_class") or {}), 1)
+        result[name] = {}
+        for modality, blanked in entry["blanked"].items():
+            drop = entry["macro_f1"] - blanked["macro_f1"]
+            alone = unimodal.get(modality)
+            alone_f1 = trained[alone]["macro_f1"] if alone else None
+            informative = (
+                alone_f1 is not None
+                and alone_f1 >= chance + params["informative_margin"]
+            )
+            result[name][modality] = {
+                "drop": drop,
+                "blanked_macro_f1": blanked["macro_f1"],
+                "unimodal": alone,
+                "unimodal_macro_f1": alone_f1,
+                "chance": chance,
+                "ignored": bool(informative and drop < params["min_drop"]),
+            }
+    return result
 
 
 def _with_effective_robustness(

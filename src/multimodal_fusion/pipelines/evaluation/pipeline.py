@@ -150,6 +150,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "environment": "params:environment",
                     "alignment_metrics": "alignment_metrics",
                     "robustness_params": "params:robustness",
+                    "reliance_params": "params:reporting.reliance",
                     **{v: variant_output(v, "assessment") for v in VARIANT_INPUTS},
                 },
                 "metrics",

@@ -167,6 +167,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             f"gain {metrics['fusion_gain_macro_f1']:+.3f} on the test split."
         )
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
+    lines += _reliance_lines(metrics)
     for name, alignment in metrics["alignment"].items():
         if alignment["status"] != "evaluated":
             continue
@@ -181,6 +182,38 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _reliance_lines(metrics: dict[str, Any]) -> list[str]:
+    """The fusion variants' reliance on each modality, and a warning for each
+    that ignores an informative one."""
+    relying = {
+        name: m["reliance"]
+        for name, m in trained_variants(metrics).items()
+        if m.get("reliance")
+    }
+    if not relying:
+        return []
+    lines = [
+        "",
+        "Modality reliance (test macro-F1 lost with the modality blanked in every "
+        "row): "
+        + "; ".join(
+            f"{name} "
+            + ", ".join(f"{mod} {entry['drop']:+.3f}" for mod, entry in by.items())
+            for name, by in relying.items()
+        )
+        + ".",
+    ]
+    for item in metrics.get("ignored_modalities", []):
+        entry = relying[item["variant"]][item["modality"]]
+        lines.append(
+            f"**Warning:** `{item['variant']}` ignores its {item['modality']} input: "
+            f"blanking it changes its macro-F1 by {-entry['drop']:+.3f}, although "
+            f"`{entry['unimodal']}` reaches {entry['unimodal_macro_f1']:.3f} "
+            f"(chance {entry['chance']:.3f})."
+        )
+    return lines
 
 
 def plot_reliability(metrics: dict[str, Any]) -> go.Figure:
