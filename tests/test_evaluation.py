@@ -51,3 +51,24 @@ def test_top_confusions_orders_by_count_then_names():
         {"label": "a", "predicted": "b", "count": 2},
         {"label": "b", "predicted": "c", "count": 1},
     ]
+
+
+def test_bootstrap_macro_f1_matches_scikit_learn_on_each_resample():
+    from sklearn.metrics import f1_score
+
+    from multimodal_fusion.evaluation import bootstrap_macro_f1, interval
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(list("abcd"), 60)
+    predicted = np.where(rng.random(60) < 0.7, labels, rng.choice(list("abce"), 60))
+    scores = bootstrap_macro_f1(labels, predicted, resamples=50, seed=3)
+    draws = np.random.default_rng([3, 4]).integers(0, 60, (50, 60))
+    expected = [
+        f1_score(labels[d], predicted[d], average="macro", zero_division=0)
+        for d in draws
+    ]
+    np.testing.assert_allclose(scores, expected, atol=1e-12)
+    again = bootstrap_macro_f1(labels, predicted, resamples=50, seed=3)
+    np.testing.assert_array_equal(scores, again)
+    low, high = interval(scores)
+    assert low < f1_score(labels, predicted, average="macro") < high

@@ -217,6 +217,44 @@ def test_a_fusion_variant_that_ignores_an_informative_modality_is_flagged():
     assert "`gated_fusion` ignores its audio input" in summary
 
 
+def test_the_fusion_gain_has_a_paired_bootstrap_interval():
+    text, fused = _variant(["text"], 0.70, 0.72), _fused(0.80, 0.5, 0.6)
+    noisy = np.random.default_rng(0).normal(0, 0.05, 200)
+    text["bootstrap_macro_f1"] = list(0.70 + noisy)
+    fused["bootstrap_macro_f1"] = list(0.80 + noisy + 0.01 * noisy)  # paired
+    metrics = collect_metrics(
+        SUMMARY,
+        CONTACTS,
+        "local",
+        ALIGNMENT,
+        ROBUSTNESS,
+        None,
+        text_only=text,
+        early_fusion=fused,
+    )
+    low, high = metrics["fusion_gain_ci"]
+    assert 0.09 < low < 0.10 < high < 0.11  # pairing cancels the shared noise
+    assert metrics["fusion_gain_significant"]
+    assert "bootstrap_macro_f1" not in metrics["text_only"]
+    assert "bootstrap_macro_f1" in text  # the inputs are left alone
+    assert "(95 % paired bootstrap interval +0.09" in write_summary(metrics, SUMMARY)
+
+    fused["bootstrap_macro_f1"] = list(0.70 + noisy[::-1])  # unpaired, no gain
+    fused["macro_f1"] = 0.71
+    metrics = collect_metrics(
+        SUMMARY,
+        CONTACTS,
+        "local",
+        ALIGNMENT,
+        ROBUSTNESS,
+        None,
+        text_only=text,
+        early_fusion=fused,
+    )
+    assert metrics["fusion_gain_ci"][0] < 0 < metrics["fusion_gain_ci"][1]
+    assert "within noise" in write_summary(metrics, SUMMARY)
+
+
 def test_an_uninformative_modality_may_be_ignored():
     metrics = collect_metrics(
         SUMMARY,

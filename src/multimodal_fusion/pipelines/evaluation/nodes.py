@@ -27,8 +27,10 @@ from multimodal_fusion.alignment import (
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.evaluation import (
     TOP_K,
+    bootstrap_macro_f1,
     data_fingerprints,
     expected_calibration_error,
+    interval,
     per_class_scores,
     reliability_bins,
     top_labels,
@@ -340,9 +342,10 @@ def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by p
     test_predictions: pd.DataFrame,
     robustness: dict[str, Any],
     params: dict[str, Any],
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """A variant's metrics plus calibration, per-class scores, complexity and
-    robustness curves.
+    """A variant's metrics plus calibration, per-class scores, complexity,
+    robustness curves and a bootstrap interval of its test macro-F1.
 
     Args:
         metrics: The variant's test metrics from modeling.
@@ -350,18 +353,27 @@ def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by p
         model_inputs: The splits it was trained on (for timing predictions).
         test_predictions: Its test predictions with ``confidence``.
         robustness: Its robustness curves (:func:`sweep_robustness`).
-        params: ``calibration_bins``.
+        params: ``calibration_bins`` and ``bootstrap_resamples``.
+        seed: The project seed (the bootstrap resamples).
 
     Returns:
         The metrics with ``ece``, ``reliability`` (bins), ``per_class``,
-        ``size_bytes`` (pickled model), ``predict_ms_per_sample`` and
-        ``robustness``.
+        ``size_bytes`` (pickled model), ``predict_ms_per_sample``,
+        ``robustness``, ``macro_f1_ci`` (95 % bootstrap interval) and
+        ``bootstrap_macro_f1`` (the resamples' scores, for paired comparisons
+        in :func:`collect_metrics`, which drops them).
     """
     if metrics["status"] != "trained":
         return metrics
     correct = (test_predictions["label"] == test_predictions["predicted"]).to_numpy()
     bins = reliability_bins(
         test_predictions["confidence"].to_numpy(), correct, params["calibration_bins"]
+    )
+    scores = bootstrap_macro_f1(
+        test_predictions["label"],
+        test_predictions["predicted"],
+        resamples=params.get("bootstrap_resamples", 1000),
+        seed=seed,
     )
     test_inputs = model_inputs["test"]["inputs"]
     start = time.perf_counter()
@@ -379,6 +391,8 @@ def assess_variant(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by p
             1000 * elapsed / max(1, len(model_inputs["test"]["y"])), 4
         ),
         "robustness": robustness,
+        "macro_f1_ci": interval(scores),
+        "bootstrap_macro_f1": scores.tolist(),
     }
 
 
@@ -396,7 +410,9 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
 
     Every trained variant of several modalities gets its ``reliance`` on each
     (see :func:`modality_reliance`); ``ignored_modalities`` lists the variants
-    that ignore an informative modality.
+    that ignore an informative modality. ``fusion_gain_ci`` is the paired
+    bootstrap 95 % interval of the gain (the same resampled test rows for both
+    models) and ``fusion_gain_significant`` whether it excludes 0.
 
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
@@ -407,6 +423,15 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
     Returns:
         The run's metrics, saved as versioned JSON.
     """
+    resampled = {
+        name: entry["bootstrap_macro_f1"]
+        for name, entry in variant_metrics.items()
+        if "bootstrap_macro_f1" in entry
+    }
+    variant_metrics = {
+        name: {k: v for k, v in entry.items() if k != "bootstrap_macro_f1"}
+        for name, entry in variant_metrics.items()
+    }
     baseline = (
         trained_variants(variant_metrics)
         .get(robustness_params["baseline"], {})
@@ -435,6 +460,11 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
         if unimodal and fused
         else None
     )
+    gain_ci = (
+        interval(np.subtract(resampled[fused], resampled[unimodal]))
+        if gain is not None and fused in resampled and unimodal in resampled
+        else None
+    )
     return {
         **variant_metrics,
         "robustness_baseline": robustness_params["baseline"] if baseline else None,
@@ -445,6 +475,11 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
         "best_unimodal": unimodal,
         "best_fusion": fused,
         "fusion_gain_macro_f1": gain,
+        # Paired bootstrap (the same resampled test rows for both models).
+        "fusion_gain_ci": gain_ci,
+        "fusion_gain_significant": (
+            None if gain_ci is None else bool(gain_ci[0] > 0 or gain_ci[1] < 0)
+        ),
         "ignored_modalities": [
             {"variant": name, "modality": modality}
             for name, by_modality in reliance.items()

@@ -85,6 +85,7 @@ def variant_evaluation(variant: str, model_inputs: str) -> Pipeline:
                     "test_predictions",
                     "robustness",
                     "params:reporting",
+                    "params:seed",
                 ],
                 "assessment",
                 name="assess_variant",
