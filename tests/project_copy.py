@@ -9,6 +9,7 @@ the real project's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -40,6 +41,16 @@ def outputs(env: str | None = None) -> Path:
     """Where a run in ``env`` writes its outputs, relative to the project
     (``conf/base/globals.yml``: ``data/<env>``, ``local`` by default)."""
     return Path("data") / (env or "local")
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by relative path: equal digests
+    mean nothing under it was written."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def copy_project(destination: Path) -> Path:

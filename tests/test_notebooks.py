@@ -11,7 +11,6 @@ developer's ``data/`` is never read or written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT
-from tests.project_copy import outputs
+from tests.project_copy import digests, outputs
 from tests.toy_data import write_toy_dataset
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -121,7 +120,7 @@ def test_notebook_runs_on_toy_project(
     notebook: Path, tmp_path: Path, toy_project: Path
 ) -> None:
     nb_dir = _copy_project(tmp_path, notebook, toy_project)
-    outputs_before = _digests(tmp_path / outputs())
+    outputs_before = digests(tmp_path / outputs())
     nb = nbformat.read(nb_dir / notebook.name, as_version=4)
     probe, check = CHECKS.get(notebook.name, (None, None))
     if probe:
@@ -137,15 +136,7 @@ def test_notebook_runs_on_toy_project(
         check(nb)
     # The run wrote nothing into the project copy's data folder.
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["01_raw", "local"]
-    assert _digests(tmp_path / outputs()) == outputs_before
-
-
-def _digests(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
+    assert digests(tmp_path / outputs()) == outputs_before
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

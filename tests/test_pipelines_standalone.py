@@ -5,7 +5,6 @@ environments keep their own outputs and run histories."""
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from tests.project_copy import QUICK, outputs, run_session
+from tests.project_copy import QUICK, digests, outputs, run_session
 
 PIPELINES = Path(__file__).parents[1] / "src/multimodal_fusion/pipelines"
 # Just enough training to exercise the wiring.
@@ -52,14 +51,6 @@ def test_plain_modules_import_no_pipeline():
             assert not name.startswith("multimodal_fusion.pipelines"), (path, name)
 
 
-def _digests(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 def _versions(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir())
 
@@ -87,7 +78,7 @@ def test_each_main_pipeline_runs_alone_after_a_full_run(project):
 @pytest.mark.slow
 def test_two_environments_keep_separate_outputs_and_histories(project):
     local = project / outputs()
-    before = _digests(local)
+    before = digests(local)
     (project / "conf/textonly").mkdir()
     (project / "conf/textonly/catalog.yml").write_text(
         "raw_audio:\n  type: MemoryDataset\n  data: {}\n"
@@ -96,7 +87,7 @@ def test_two_environments_keep_separate_outputs_and_histories(project):
         project, pipeline_name="__default__", env="textonly", runtime_params=TINY
     )
 
-    assert _digests(local) == before
+    assert digests(local) == before
     other = project / outputs("textonly") / "08_reporting"
     (metrics,) = _versions(other / "metrics.json")
     (history,) = _versions(other / "run_history.json")

@@ -26,8 +26,10 @@ from kedro.io.core import DatasetError
 
 from multimodal_fusion.datasets import AudioClip, AudioInfo
 from multimodal_fusion.datasets.audio_dataset import (
+    AudioDataset,
     AudioDecodeError,
     read_blocks,
+    read_clip,
     read_info,
 )
 
@@ -434,5 +436,4 @@ def as_stored(clip: AudioClip, audio_format: str = CLEAN_AUDIO_FORMAT) -> AudioC
     buffer = io.BytesIO()
     sf.write(buffer, clip.waveform, clip.sample_rate, format=audio_format)
     buffer.seek(0)
-    waveform, rate = sf.read(buffer, dtype="float32")
-    return AudioClip(waveform, int(rate))
+    return read_clip(buffer, load_args=AudioDataset.DEFAULT_LOAD_ARGS, name="clip")

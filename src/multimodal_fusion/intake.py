@@ -521,6 +521,22 @@ def join_contacts(  # noqa: PLR0913, PLR0917
     return kept, rejected
 
 
+def raw_record_ids(
+    raw_texts: Any,
+    raw_labels: Any,
+    audio_index: pd.DataFrame,
+    rejected: pd.DataFrame,
+) -> set[str]:
+    """Every distinct non-empty id among the raw records, as the join matches
+    them: text and label rows, kept clips and rejected clips."""
+    return (
+        {clean_id(i) for i in as_table(raw_texts, ["id", "text"]).get("id", [])}
+        | {clean_id(i) for i in as_table(raw_labels, ["id", "label"]).get("id", [])}
+        | set(rejected.loc[rejected["source"] == "raw_audio", "id"])
+        | set(audio_index["id"])
+    ) - {""}
+
+
 def _modalities(
     record_id: str,
     reasons_of: dict[tuple[str, str], list[str]],

@@ -144,9 +144,7 @@ def write_state(state: Any, folder: Path) -> None:
             key = f"a{len(arrays)}"
             arrays[key] = value
             return {"$array": key}
-        if type(value).__name__ in SKLEARN_TYPES and isinstance(
-            value, SKLEARN_TYPES[type(value).__name__]
-        ):
+        if type(value) in SKLEARN_TYPES.values():
             return {
                 "$sklearn": type(value).__name__,
                 "params": encode(value.get_params(), f"{where}.params"),

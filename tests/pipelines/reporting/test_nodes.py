@@ -111,13 +111,25 @@ CONTACTS = pd.DataFrame(
 )
 
 
-def _metrics():
+RELIANCE = {"informative_margin": 0.1, "min_drop": 0.01}
+
+
+def _collect(
+    *,
+    contacts=CONTACTS,
+    environment="local",
+    robustness=ROBUSTNESS,
+    reliance=None,
+    **variants,
+):
+    """collect_metrics on the shared summary and alignment figures."""
     return collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
+        SUMMARY, contacts, environment, ALIGNMENT, robustness, reliance, **variants
+    )
+
+
+def _metrics():
+    return _collect(
         text_only=_variant(["text"], 0.70, 0.72),
         audio_only=_variant(["audio"], 0.75, 0.70),
         early_fusion=_variant(["text", "audio"], 0.90, 0.91),
@@ -148,8 +160,8 @@ def test_data_fingerprints_change_with_the_records_not_their_order():
     metrics = _metrics()["run"]
     shuffled = CONTACTS.iloc[::-1]
     relabelled = CONTACTS.assign(label=["a", "a", "a"])
-    again = collect_metrics(SUMMARY, shuffled, "x", ALIGNMENT, ROBUSTNESS)["run"]
-    other = collect_metrics(SUMMARY, relabelled, "x", ALIGNMENT, ROBUSTNESS)["run"]
+    again = _collect(contacts=shuffled, environment="x")["run"]
+    other = _collect(contacts=relabelled, environment="x")["run"]
     assert again["data_fingerprint"] == metrics["data_fingerprint"]
     assert other["data_fingerprint"] != metrics["data_fingerprint"]
     assert other["train_fingerprint"] != metrics["train_fingerprint"]
@@ -166,12 +178,8 @@ def test_effective_robustness_is_measured_against_the_baseline_variant():
         relative_robustness([0.0, 0.0, 0.2])
     )
     assert "robustness" not in metrics["aligned_fusion"]
-    without_baseline = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        {"baseline": "late_fusion"},
+    without_baseline = _collect(
+        robustness={"baseline": "late_fusion"},
         text=_variant(["text"], 0.7, 0.7),
     )
     assert without_baseline["robustness_baseline"] is None
@@ -190,13 +198,8 @@ def _fused(macro_f1, blanked_text, blanked_audio):
 
 
 def test_a_fusion_variant_that_ignores_an_informative_modality_is_flagged():
-    metrics = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
-        {"informative_margin": 0.1, "min_drop": 0.01},
+    metrics = _collect(
+        reliance=RELIANCE,
         text_only=_variant(["text"], 0.80, 0.80),
         audio_only=_variant(["audio"], 0.70, 0.70),  # well above chance (0.25)
         gated_fusion=_fused(0.85, blanked_text=0.30, blanked_audio=0.85),
@@ -222,13 +225,7 @@ def test_the_fusion_gain_has_a_paired_bootstrap_interval():
     noisy = np.random.default_rng(0).normal(0, 0.05, 200)
     text["bootstrap_macro_f1"] = list(0.70 + noisy)
     fused["bootstrap_macro_f1"] = list(0.80 + noisy + 0.01 * noisy)  # paired
-    metrics = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
-        None,
+    metrics = _collect(
         text_only=text,
         early_fusion=fused,
     )
@@ -241,13 +238,7 @@ def test_the_fusion_gain_has_a_paired_bootstrap_interval():
 
     fused["bootstrap_macro_f1"] = list(0.70 + noisy[::-1])  # unpaired, no gain
     fused["macro_f1"] = 0.71
-    metrics = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
-        None,
+    metrics = _collect(
         text_only=text,
         early_fusion=fused,
     )
@@ -256,13 +247,8 @@ def test_the_fusion_gain_has_a_paired_bootstrap_interval():
 
 
 def test_an_uninformative_modality_may_be_ignored():
-    metrics = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
-        {"informative_margin": 0.1, "min_drop": 0.01},
+    metrics = _collect(
+        reliance=RELIANCE,
         text_only=_variant(["text"], 0.80, 0.80),
         audio_only=_variant(["audio"], 0.30, 0.30),  # near chance (0.25)
         gated_fusion=_fused(0.80, blanked_text=0.30, blanked_audio=0.80),
@@ -271,12 +257,7 @@ def test_an_uninformative_modality_may_be_ignored():
 
 
 def test_single_modality_runs_report_no_gain():
-    metrics = collect_metrics(
-        SUMMARY,
-        CONTACTS,
-        "local",
-        ALIGNMENT,
-        ROBUSTNESS,
+    metrics = _collect(
         audio_only=_variant(["audio"], 0.9, 0.9),
     )
     assert metrics["fusion_gain_macro_f1"] is None

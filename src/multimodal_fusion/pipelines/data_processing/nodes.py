@@ -22,9 +22,9 @@ from multimodal_fusion.intake import (
     LISTED,
     SPLITS,
     as_table,
-    clean_id,
     listing,
     quote,
+    raw_record_ids,
 )
 
 logger = logging.getLogger(__name__)
@@ -192,12 +192,7 @@ def summarise_data(  # noqa: PLR0913, PLR0917
                 f"and {sum(reasons.values())} rejected"
             )
     verdicts = rejected[rejected["source"] == "contact"]
-    raw_ids = (
-        {clean_id(i) for i in raw_texts.get("id", [])}
-        | {clean_id(i) for i in raw_labels.get("id", [])}
-        | set(rejected.loc[rejected["source"] == "raw_audio", "id"])
-        | set(audio_index["id"])
-    ) - {""}
+    raw_ids = raw_record_ids(raw_texts, raw_labels, audio_index, rejected)
     placed = set(contacts["id"]) | set(verdicts["id"])
     if raw_ids - placed or placed - raw_ids or not verdicts["id"].is_unique:
         raise ValueError(

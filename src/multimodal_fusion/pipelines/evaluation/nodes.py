@@ -452,7 +452,6 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
         name: {**entry, "reliance": reliance[name]} if name in reliance else entry
         for name, entry in variant_metrics.items()
     }
-    trained = trained_variants(variant_metrics)
     unimodal = best([n for n, m in trained.items() if len(m["modalities"]) == 1])
     fused = best([n for n, m in trained.items() if len(m["modalities"]) > 1])
     gain = (

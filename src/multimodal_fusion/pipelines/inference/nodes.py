@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from sklearn.metrics import accuracy_score, f1_score
 
 from multimodal_fusion.datasets import AudioClip
-from multimodal_fusion.intake import clean_id
+from multimodal_fusion.intake import raw_record_ids
 from multimodal_fusion.monitoring import drift, signal_values
 from multimodal_fusion.package import ModelPackage
 
@@ -66,24 +66,17 @@ def predict_batch(
     return predictions
 
 
-def _raw_ids(
-    raw_texts: pd.DataFrame, raw_audio: Mapping[str, Any], raw_labels: pd.DataFrame
-) -> set[str]:
-    stems = (key.replace("\\", "/").rsplit("/", 1)[-1] for key in raw_audio)
-    ids = {clean_id(i) for i in raw_texts.get("id", [])}
-    ids |= {clean_id(s.rsplit(".", 1)[0] if "." in s else s) for s in stems}
-    ids |= {clean_id(i) for i in raw_labels.get("id", [])}
-    return ids - {""}
-
-
 def score_batch(
     raw_texts: pd.DataFrame,
-    raw_audio: Mapping[str, Any],
     raw_labels: pd.DataFrame,
+    audio_index: pd.DataFrame,
     predictions: pd.DataFrame,
     rejected: pd.DataFrame,
 ) -> dict[str, Any]:
     """Where every incoming id went, and the batch's scores when it is labelled.
+
+    The incoming ids are those of the raw records (:func:`~multimodal_fusion.
+    intake.raw_record_ids`, as training's accounting counts them).
 
     Returns:
         ``raw_ids`` = ``predicted`` + ``rejected`` (``rejected_ids`` by
@@ -95,7 +88,7 @@ def score_batch(
         ValueError: when an id is in neither place or in both (a bug).
     """
     verdicts = rejected[rejected["source"] == "contact"]
-    raw_ids = _raw_ids(raw_texts, raw_audio, raw_labels)
+    raw_ids = raw_record_ids(raw_texts, raw_labels, audio_index, rejected)
     predicted, refused = set(predictions["id"]), set(verdicts["id"])
     if raw_ids != predicted | refused or predicted & refused:
         raise ValueError(

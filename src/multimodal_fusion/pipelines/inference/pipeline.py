@@ -88,8 +88,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 score_batch,
                 [
                     "incoming_texts",
-                    "incoming_audio",
                     "incoming_labels",
+                    "incoming_audio_index",
                     "predictions",
                     "incoming_rejected",
                 ],

@@ -19,7 +19,6 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from multimodal_fusion import report_html as H  # noqa: E402
 from multimodal_fusion.datasets import AudioClip  # noqa: E402
 from multimodal_fusion.evaluation import (  # noqa: E402
-    data_fingerprints,
     top_confusions,
     trained_variants,
     variant_entries,
@@ -732,8 +731,7 @@ def package_model(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by na
         reference=profile(values),
         parameters=trained_with,
         provenance={
-            "environment": parameters.get("environment"),
-            **data_fingerprints(contacts),
+            **metrics["run"],  # environment and data fingerprints, from evaluation
             "test_metrics": {
                 key: entry.get(key)
                 for key in ("accuracy", "macro_f1", "val_macro_f1", "ece")
