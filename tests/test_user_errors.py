@@ -29,7 +29,7 @@ def project(tmp_path: Path) -> Path:
 
 def _no_texts_env(project: Path, how: str) -> str:
     """An environment whose raw_texts declares no text: a header-only CSV, or
-    a MemoryDataset as README's 'Your own data' shows."""
+    a MemoryDataset as docs/your-data.md shows."""
     env = project / "conf" / "notext"
     env.mkdir()
     if how == "header_only_csv":

@@ -43,14 +43,13 @@ def user_error_message(error: BaseException) -> str | None:
         if isinstance(link, MissingConfigException):
             return (
                 f"{str(link).rstrip('.')}. An environment is a folder conf/<env>/ "
-                "(for example 'kedro run --env fsdd'); see README, 'Your own data'."
+                "(for example 'kedro run --env fsdd'); see docs/your-data.md."
             )
         if isinstance(link, FileNotFoundError):
             return (
                 f"{str(error).rstrip('.')}. Put the file there, or point its catalog "
-                "entry at your data in conf/<env>/catalog.yml (README, 'Your own "
-                "data'); an intermediate file is written by an earlier pipeline: "
-                "run it first."
+                "entry at your data in conf/<env>/catalog.yml (docs/your-data.md); "
+                "an intermediate file is written by an earlier pipeline: run it first."
             )
     return None
 

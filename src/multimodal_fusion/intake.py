@@ -124,7 +124,7 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], name: str) -> None
         raise UserInputError(
             f"{name} lacks the column(s) {missing}; its header has "
             f"[{', '.join(present)}]. Fix the header of the file behind the "
-            f"'{name}' catalog entry (README, 'Your own data')."
+            f"'{name}' catalog entry (docs/your-data.md)."
         )
 
 

@@ -1,6 +1,6 @@
 """The HTTP prediction service: one model package behind FastAPI + uvicorn.
 
-``python -m multimodal_fusion serve --package <folder>`` starts it (README,
+``python -m multimodal_fusion serve --package <folder>`` starts it (docs/using-a-model.md,
 "Serve the model"); ``multimodal_fusion.serving.app.create_app(package,
 settings)`` builds the app.
 
