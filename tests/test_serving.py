@@ -26,6 +26,7 @@ import pytest
 import soundfile as sf
 
 from multimodal_fusion.package import ModelPackage, result_of
+from multimodal_fusion.serving.settings import ServeConfigError, tokens_from_credentials
 from tests.test_inference import _package_folder
 
 TOKEN = "main-token-0123456789abcdef"
@@ -342,15 +343,18 @@ def test_a_request_without_a_token_gets_401_and_a_wrong_one_403(main):
     [
         ([], "no bearer token"),
         (["--insecure-local", "--host", "0.0.0.0"], "only serves on a loopback"),
+        (["--env", "prod"], "no environment 'prod'"),
     ],
 )
 def test_the_server_refuses_to_start_exposed_without_tokens(
-    package_folder, args, message
+    package_folder, tmp_path, args, message
 ):
     env = {k: v for k, v in os.environ.items() if k != "MF_SERVE_TOKENS"}
+    (tmp_path / "conf" / "base").mkdir(parents=True)
     command = [sys.executable, "-m", "multimodal_fusion", "serve"]
     done = subprocess.run(
-        [*command, "--package", str(package_folder), *args],
+        [*command, "--package", str(package_folder), *args]
+        + ["--conf-source", str(tmp_path / "conf")],
         env=env,
         capture_output=True,
         text=True,
@@ -359,6 +363,29 @@ def test_the_server_refuses_to_start_exposed_without_tokens(
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_tokens_come_from_the_kedro_credentials_of_the_environment(tmp_path):
+    conf = tmp_path / "conf"
+    for env in ("base", "local", "prod", "staging", "broken"):
+        (conf / env).mkdir(parents=True)
+    assert tokens_from_credentials(conf, "prod") == ()  # no credentials file
+    (conf / "prod" / "credentials.yml").write_text(
+        "serve:\n  tokens: [first-token-0123456789, ' second-token-0123456789 ']\n"
+    )
+    (conf / "staging" / "credentials.yml").write_text(
+        "serve: {tokens: 'a-token-0123456789abc,b-token-0123456789abc'}\n"
+    )
+    (conf / "broken" / "credentials.yml").write_text("serve: {tokens: 12}\n")
+    assert tokens_from_credentials(conf, "prod") == (
+        "first-token-0123456789",
+        "second-token-0123456789",
+    )
+    assert len(tokens_from_credentials(conf, "staging")) == 2
+    assert tokens_from_credentials(conf, None) == ()  # local has none
+    assert tokens_from_credentials(tmp_path / "no-conf", None) == ()
+    with pytest.raises(ServeConfigError, match="list of strings"):
+        tokens_from_credentials(conf, "broken")
 
 
 # --- the malformed-request corpus -----------------------------------------------

@@ -13,6 +13,7 @@ from multimodal_fusion.serving.settings import (
     ServeConfigError,
     ServeSettings,
     check_exposure,
+    tokens_from_credentials,
     tokens_from_env,
 )
 
@@ -23,9 +24,16 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
         prog="python -m multimodal_fusion serve",
         description="Serve a model package over HTTP (POST /v1/predict). Bearer "
-        f"tokens come from {TOKENS_VARIABLE} (comma-separated).",
+        f"tokens come from {TOKENS_VARIABLE} (comma-separated) and from serve.tokens "
+        "in the Kedro credentials of --env (conf/<env>/credentials.yml).",
     )
     parse.add_argument("--package", required=True, type=Path, help="package folder")
+    parse.add_argument(
+        "--env", default=None, help="Kedro environment whose credentials hold tokens"
+    )
+    parse.add_argument(
+        "--conf-source", type=Path, default=Path("conf"), help="Kedro conf folder"
+    )
     parse.add_argument("--host", default="127.0.0.1")
     parse.add_argument("--port", type=int, default=8000)
     parse.add_argument(
@@ -86,8 +94,8 @@ def serve_command(argv: list[str]) -> int:
         2 when the settings or the package are refused (the reason on stderr).
     """
     args = parser().parse_args(argv)
-    tokens = tokens_from_env()
     try:
+        tokens = tokens_from_env() + tokens_from_credentials(args.conf_source, args.env)
         check_exposure(args.host, tokens, args.insecure_local)
         settings = settings_of(args, tokens)
     except ServeConfigError as err:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from kedro.config import MissingConfigException
 
 TOKENS_VARIABLE = "MF_SERVE_TOKENS"
 MIN_TOKEN_CHARS = 16
@@ -64,6 +67,40 @@ def tokens_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     """The bearer tokens in ``MF_SERVE_TOKENS`` (comma-separated)."""
     value = (environ if environ is not None else os.environ).get(TOKENS_VARIABLE, "")
     return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+def tokens_from_credentials(conf_source: Path, env: str | None) -> tuple[str, ...]:
+    """The bearer tokens under ``serve.tokens`` in Kedro's credentials of ``env``
+    (``conf/base`` and ``conf/<env>/credentials*.yml``, gitignored): a list, or
+    one comma-separated string. Empty when ``conf_source`` is not a Kedro
+    configuration folder.
+
+    Raises:
+        ServeConfigError: when ``serve.tokens`` is neither a list nor a string.
+    """
+    if not (conf_source / "base").is_dir():
+        return ()
+    if env and not (conf_source / env).is_dir():
+        raise ServeConfigError(
+            f"no environment {env!r}: {conf_source / env} is missing"
+        )
+    from multimodal_fusion.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+
+    loader = CONFIG_LOADER_CLASS(str(conf_source), env=env, **CONFIG_LOADER_ARGS)
+    try:
+        credentials = loader["credentials"]
+    except MissingConfigException:  # no credentials file: no tokens from here
+        return ()
+    value = (credentials.get("serve") or {}).get("tokens") or ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(t, str) for t in value
+    ):
+        raise ServeConfigError(
+            f"serve.tokens in {conf_source}'s credentials must be a list of strings"
+        )
+    return tuple(t.strip() for t in value if t.strip())
 
 
 def is_loopback(host: str) -> bool:
