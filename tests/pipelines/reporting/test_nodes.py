@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.evaluation import trained_variants
 from multimodal_fusion.fusion import FusionClassifier, blank_modality
 from multimodal_fusion.pipelines.evaluation.nodes import (
     assess_variant,
@@ -27,8 +28,9 @@ from multimodal_fusion.pipelines.reporting.nodes import (
     summarise_history,
     write_summary,
 )
-from multimodal_fusion.report_html import fmt
+from multimodal_fusion.report_html import PALETTE, fmt, human, variant_colour
 from multimodal_fusion.robustness.sweeps import relative_robustness
+from multimodal_fusion.variants import VARIANT_INPUTS
 
 SIZES = {"train": 10, "val": 5, "test": 5}
 SUMMARY = {
@@ -84,6 +86,9 @@ def _variant(modalities, macro_f1, val):
         },
         "size_bytes": 2048,
         "predict_ms_per_sample": 0.25,
+        "macro_f1_ci": [macro_f1 - 0.06, macro_f1 + 0.05],
+        # Shifted copies of one spread: paired differences are constant.
+        "bootstrap_macro_f1": list(np.linspace(-0.05, 0.04, 21) + macro_f1),
         "robustness": {
             "white_noise": _curve([None, 10, 0], [macro_f1, macro_f1 - 0.1, 0.3]),
             "typos": _curve([0.0, 0.5], [macro_f1, macro_f1 - 0.2]),
@@ -337,11 +342,17 @@ def test_assess_variant_adds_calibration_per_class_and_complexity():
     assert assess_variant(skipped, model, inputs, predictions, {}, {}) == skipped
 
 
-def test_robustness_plot_has_a_curve_per_trained_variant():
+def test_robustness_plots_only_the_variants_that_read_the_perturbed_modality():
     figure = plot_robustness(_metrics(), "white_noise")
-    assert [t.name for t in figure.data] == ["text_only", "audio_only", "early_fusion"]
+    assert [t.name for t in figure.data] == ["audio_only", "early_fusion"]
     assert list(figure.data[0].x) == ["clean", "10 dB", "0 dB"]
-    assert list(figure.data[2].y) == [0.90, pytest.approx(0.80), 0.3]
+    assert list(figure.data[1].y) == [0.90, pytest.approx(0.80), 0.3]
+    typos = plot_robustness(_metrics(), "typos")
+    assert [t.name for t in typos.data] == ["text_only", "early_fusion"]
+    alone = _collect(audio_only=_variant(["audio"], 0.75, 0.7))
+    empty = plot_robustness(alone, "typos")
+    assert not empty.data
+    assert "no trained model reads text" in empty.layout.annotations[0].text
 
 
 def test_sweep_scores_every_level_and_blanks_the_chosen_share_of_rows():
@@ -400,6 +411,7 @@ def test_error_analysis_shows_confusions_with_every_variants_answer():
         _metrics(),
         contacts,
         {"top_confusions": 2, "examples_per_confusion": 1},
+        {"variant": None},
         early_fusion=_predictions(["b", "b", "b", "b"]),
         text_only=_predictions(["a", "a", "b", "a"]),
         aligned_fusion=pd.DataFrame(columns=["id", "label", "predicted"]),
@@ -438,12 +450,12 @@ def test_history_has_a_row_per_saved_run():
     assert {t.name for t in figure.data} >= {"text_only", "early_fusion"}
 
 
-def test_html_report_is_self_contained_and_matches_the_metrics():
-    metrics = _metrics()
+def _report(metrics, parameters=None):
+    """render_report on ``metrics`` with every input it needs, small."""
     rows = summarise_history({"v1": metrics}, metrics)
     clip = AudioClip(np.zeros(800, np.float32) + 0.1, 8000)
     errors = {
-        "model": "early_fusion",
+        "model": metrics["best_model"],
         "confusions": [
             {
                 "label": "a",
@@ -460,61 +472,257 @@ def test_html_report_is_self_contained_and_matches_the_metrics():
             }
         ],
     }
-    page = render_report(
+    parameters = parameters or {"seed": 42}
+    return render_report(
         metrics=metrics,
         data_summary=SUMMARY,
         error_analysis=errors,
         run_history=rows,
-        parameters={"seed": 42},
+        parameters=parameters,
         clean_audio={"c1": lambda: clip},
         model_comparison_plot=plot_model_comparison(metrics),
         robustness_white_noise_plot=plot_robustness(metrics, "white_noise"),
         robustness_typos_plot=plot_robustness(metrics, "typos"),
-        reliability_plot=plot_reliability(metrics),
+        reliability_plot=plot_reliability(metrics, parameters.get("packaging")),
         class_balance_plot=plot_class_balance(SUMMARY),
         clip_lengths_plot=plot_clip_lengths(pd.DataFrame({"duration_s": [1.0, 2.0]})),
         run_history_plot=plot_run_history(rows),
+        **{
+            f"{name}_test_predictions": _predictions(["a", "b", "b", "b"])
+            for name in trained_variants(metrics)
+        },
     )
+
+
+def _section(page: str, anchor: str) -> str:
+    return re.search(f'<section id="{anchor}">.*?</section>', page, re.S).group(0)
+
+
+def test_html_report_is_self_contained_and_matches_the_metrics():
+    metrics = _metrics()
+    page = _report(metrics)
     markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
     assert "http" not in markup  # no external resource: opens offline
     assert "<script src" not in page
     assert page.count('class="plot"') == 7
     assert "data:audio/flac;base64," in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page  # text escaped
-    models = re.search(r'<section id="models">.*?</section>', page, re.S).group(0)
+    models = _section(page, "models")
     for name in ("text_only", "audio_only", "early_fusion"):
         m = metrics[name]
         row = re.search(f"<tr><td>{name}</td>.*?</tr>", models).group(0)
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-        assert cells[3:7] == [
+        assert cells[3:8] == [
             fmt(m["accuracy"]),
             fmt(m["macro_f1"]),
             fmt(m["val_macro_f1"]),
             fmt(m["ece"]),
+            f"{fmt(m['macro_f1_ci'][0])}–{fmt(m['macro_f1_ci'][1])}",
         ]
     assert fmt(metrics["fusion_gain_macro_f1"]) in page
-    robustness = re.search(r'<section id="robustness">.*?</section>', page, re.S)
+    robustness = _section(page, "robustness")
     tables = dict(
-        re.findall(r"<h3>(.*?)</h3>.*?(<table>.*?</table>)", robustness.group(0), re.S)
+        re.findall(r"<h3>(.*?)</h3>.*?(<table>.*?</table>)", robustness, re.S)
     )
     assert set(tables) == {"white noise", "typos"}
-    for name in ("text_only", "audio_only", "early_fusion"):
+    for name, reads_audio in [
+        ("text_only", False),
+        ("audio_only", True),
+        ("early_fusion", True),
+    ]:
         curve = metrics[name]["robustness"]["white_noise"]
         row = re.search(f"<tr><td>{name}</td>.*?</tr>", tables["white noise"]).group(0)
-        assert re.findall(r"<td[^>]*>(.*?)</td>", row)[1:] == [
+        expected = [
             fmt(curve["macro_f1"][0]),
             fmt(curve["macro_f1"][-1]),
             fmt(curve["relative_robustness"]),
             fmt(curve["effective_robustness"]),
         ]
+        assert re.findall(r"<td[^>]*>(.*?)</td>", row)[1:] == (
+            expected if reads_audio else ["n/a"] * 4
+        ), name
+    complexity = _section(page, "complexity")
+    assert '<td class="num">2.0 KB</td><td class="num">3</td>' in complexity
+    assert '<td class="num">1.5 s</td><td class="num">0.25 ms</td>' in complexity
+    errors = _section(page, "errors")
+    assert "Confusion matrix of the chosen model, early_fusion" in errors
+    assert '<img class="matrix" alt="confusion matrix of early_fusion"' in errors
     assert "&quot;seed&quot;: 42" in page
 
 
-def test_reliability_plot_has_a_curve_per_trained_variant():
-    figure = plot_reliability(_metrics())
-    assert [t.name for t in figure.data][1:] == [
-        "text_only (ECE 0.100)",
-        "audio_only (ECE 0.100)",
-        "early_fusion (ECE 0.100)",
+def test_the_report_opens_with_the_model_to_use_the_gain_and_the_caveat():
+    metrics = _metrics()
+    page = _report(metrics)
+    lead = page[page.index("<h1>") : page.index("<nav>")]
+    assert 'id="answer"' in lead
+    assert "Use early_fusion (text + audio): test macro-F1 0.900" in lead
+    assert "(95 % interval 0.840–0.950), accuracy 91 % on 5 test contacts" in lead
+    low, high = metrics["fusion_gain_ci"]
+    assert (
+        "Fusion buys +0.200 macro-F1 over the best single modality (early_fusion vs "
+        f"text_only, both chosen on validation): 95 % paired bootstrap interval "
+        f"{low:+.3f} to {high:+.3f}, significant." in lead
+    )
+    # 5 test contacts: the interval is wider than 0.1 (the main caveat); then
+    # the weakest robustness (white noise, the lowest area of the two curves).
+    assert "Main caveat:</b> Small test set: 5 contacts" in lead
+    assert (
+        "Its weakest robustness is to white noise: macro-F1 0.900 clean, 0.300 at 0 dB"
+        in lead
+    )
+    # Data accounting comes after the models.
+    assert page.index('<section id="models">') < page.index('<section id="data">')
+
+    chosen = _report(metrics, {"seed": 1, "packaging": {"variant": "audio_only"}})
+    assert "Use audio_only (audio): test macro-F1 0.750" in chosen
+    assert "Confusion matrix of the chosen model, audio_only" in chosen
+
+
+def test_an_ignored_modality_and_a_gain_within_noise_lead_the_caveats():
+    text = _variant(["text"], 0.80, 0.80)
+    gated = _fused(0.81, blanked_text=0.30, blanked_audio=0.81)
+    gated["bootstrap_macro_f1"] = list(np.linspace(0.70, 0.90, 21)[::-1])
+    metrics = _collect(
+        reliance=RELIANCE,
+        text_only=text,
+        audio_only=_variant(["audio"], 0.70, 0.70),
+        gated_fusion=gated,
+    )
+    page = _report(metrics)
+    lead = page[page.index("<h1>") : page.index("<nav>")]
+    assert "within noise: the interval includes 0." in lead
+    assert "Main caveat:</b> Gated_fusion ignores its audio input" in lead
+    assert (
+        "Also: Fusion&#x27;s gain is within noise on this test set: text_only" in lead
+    )
+    row = re.search(r"<tr><td>gated_fusion</td>.*?</tr>", _section(page, "models"))
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
+    assert cells[8:] == ["0.510", "0.000 (ignored)"]
+    text_row = re.search(r"<tr><td>text_only</td>.*?</tr>", page).group(0)
+    assert text_row.endswith("<td>–</td><td>–</td></tr>")
+
+
+def test_parameters_are_folded_without_anchor_keys():
+    parameters = {"seed": 42, "_network": {"units": 8}, "early_fusion": {"_x": 1}}
+    page = _report(_metrics(), parameters)
+    section = _section(page, "parameters")
+    assert section.count("<details>") == 1
+    assert "&quot;seed&quot;: 42" in section
+    assert "_network" not in section
+    assert "_x" not in section
+    assert "&quot;early_fusion&quot;: {}" in section
+
+
+def test_run_history_table_has_short_wrapping_columns():
+    history = _section(_report(_metrics()), "history")
+    header = re.search(r"<tr>(<th>.*?)</tr>", history).group(1)
+    assert re.findall(r"<th>(.*?)</th>", header) == [
+        "version",
+        "env / data",
+        "best model",
+        "fusion gain",
+        "aligned fusion",
+        "audio only",
+        "early fusion",
+        "text only",
     ]
-    assert list(figure.data[1].y) == [pytest.approx(0.6)]
+    assert '<div class="wide"><table>' in history
+
+
+def test_reliability_diagram_shows_the_chosen_and_the_best_unimodal_model():
+    metrics = _metrics()
+    metrics["early_fusion"]["reliability"].append(
+        {"lower": 0.9, "upper": 1.0, "count": 20, "confidence": 0.95, "accuracy": 0.9}
+    )
+    figure = plot_reliability(metrics, {"variant": None})
+    assert [t.name for t in figure.data] == [
+        "perfect calibration",
+        "early_fusion (ECE 0.100)",
+        "text_only (ECE 0.100)",
+    ]
+    fused = figure.data[1]
+    assert list(fused.y) == [pytest.approx(0.6), 0.9]
+    assert list(fused.customdata) == [5, 20]  # predictions per bin, on hover
+    small, large = fused.marker.size
+    assert large > small  # marker area grows with the bin's count
+    picked = plot_reliability(metrics, {"variant": "audio_only"})
+    assert [t.name for t in picked.data][1:] == [
+        "audio_only (ECE 0.100)",
+        "text_only (ECE 0.100)",
+    ]
+
+
+def _colours(figure: go.Figure) -> dict[str, set[str]]:
+    """Every variant's colours in a figure: per-bar colours of traces over the
+    variants (x), else the trace's line and marker colour."""
+    found: dict[str, set[str]] = {}
+    for trace in figure.data:
+        colour = trace.marker.color
+        if isinstance(colour, tuple | list):
+            for name, c in zip(trace.x, colour, strict=True):
+                found.setdefault(name, set()).add(c)
+            continue
+        name = trace.name.split(" (")[0]
+        if name in VARIANT_INPUTS:
+            found.setdefault(name, set()).update({colour, trace.line.color})
+    return found
+
+
+def test_each_variant_has_one_colour_in_every_plot():
+    metrics = _metrics()
+    rows = summarise_history({"v1": metrics, "v2": metrics}, metrics)
+    figures = [
+        plot_model_comparison(metrics),
+        plot_robustness(metrics, "white_noise"),
+        plot_robustness(metrics, "typos"),
+        plot_reliability(metrics, {}),
+        plot_run_history(rows),
+    ]
+    seen: dict[str, set[str]] = {}
+    for figure in figures:
+        for name, colours in _colours(figure).items():
+            seen.setdefault(name, set()).update(colours)
+    # aligned_fusion (skipped) appears in the run history only.
+    assert set(seen) == {"text_only", "audio_only", "early_fusion", "aligned_fusion"}
+    assert all(colours == {variant_colour(n)} for n, colours in seen.items())
+    assert len({variant_colour(n) for n in VARIANT_INPUTS}) == len(VARIANT_INPUTS)
+    assert variant_colour("my_variant") == variant_colour("my_variant")
+    assert variant_colour("my_variant") in PALETTE
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (
+        c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels
+    )
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("background", ["#ffffff", "#111111", "#1e1e1e"])
+def test_variant_colours_are_legible_on_light_and_dark_backgrounds(background):
+    for colour in PALETTE:
+        pair = sorted([_luminance(colour), _luminance(background)])
+        assert (pair[1] + 0.05) / (pair[0] + 0.05) >= 3, (colour, background)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (512, "bytes", "512 B"),
+        (2048, "bytes", "2.0 KB"),
+        (3_400_000, "bytes", "3.4 MB"),
+        (0.00025, "seconds", "0.25 ms"),
+        (3.44, "seconds", "3.4 s"),
+        (72.4, "seconds", "1 m 12 s"),
+        (7500, "seconds", "2 h 5 m"),
+        (0.925, "percent", "92.5 %"),
+        (None, "seconds", "–"),
+    ],
+)
+def test_human_units(value, unit, shown):
+    assert human(value, unit) == shown
+
+
+def test_human_units_reject_an_unknown_unit():
+    with pytest.raises(ValueError, match="Unknown unit 'inches'"):
+        human(1, "inches")

@@ -28,9 +28,25 @@ from multimodal_fusion.monitoring import profile, signal_values  # noqa: E402
 from multimodal_fusion.package import ModelPackage, library_versions  # noqa: E402
 from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     LEVEL_TITLES,
+    PERTURBED_MODALITY,
     level_label,
 )
 from multimodal_fusion.variants import variant_alignment  # noqa: E402
+
+# A chosen model's 95 % interval wider than this makes the test set a caveat.
+WIDE_INTERVAL = 0.1
+MODALITIES = ("text", "audio")
+
+
+def chosen_model(metrics: dict[str, Any], packaging: dict[str, Any]) -> str | None:
+    """The variant the run recommends and packages: ``packaging.variant``, else
+    the best on the validation split (``best_model``)."""
+    return (packaging or {}).get("variant") or metrics["best_model"]
+
+
+def reads(entry: dict[str, Any], imperfection: str) -> bool:
+    """Whether a variant reads the modality an imperfection makes worse."""
+    return PERTURBED_MODALITY[imperfection] in entry["modalities"]
 
 
 def plot_confusion_matrix(
@@ -67,35 +83,74 @@ def plot_confusion_matrix(
 
 
 def plot_model_comparison(metrics: dict[str, Any]) -> go.Figure:
-    """Grouped bars of test accuracy and macro-F1 per trained variant."""
+    """Test macro-F1 (solid, with its 95 % bootstrap interval) and accuracy
+    (hatched) per trained variant, each variant in its colour."""
     trained = trained_variants(metrics)
     names = list(trained)
+    colours = [H.variant_colour(n) for n in names]
+    macro_f1 = [trained[n]["macro_f1"] for n in names]
+    # Without an interval (older metrics) the error bar has no length.
+    intervals = [
+        trained[n].get("macro_f1_ci") or [trained[n]["macro_f1"]] * 2 for n in names
+    ]
     fig = go.Figure(
         [
             go.Bar(
-                name=key,
+                name="accuracy",
                 x=names,
-                y=[trained[n][key] for n in names],
-                text=[f"{trained[n][key]:.3f}" for n in names],
-            )
-            for key in ("accuracy", "macro_f1")
+                y=[trained[n]["accuracy"] for n in names],
+                marker={"color": colours, "pattern": {"shape": "/"}},
+                hovertemplate="%{x}: accuracy %{y:.3f}<extra></extra>",
+            ),
+            go.Bar(
+                name="macro_f1",
+                x=names,
+                y=macro_f1,
+                text=[f"{v:.3f}" for v in macro_f1],
+                marker={"color": colours},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [
+                        ci[1] - v for ci, v in zip(intervals, macro_f1, strict=True)
+                    ],
+                    "arrayminus": [
+                        v - ci[0] for ci, v in zip(intervals, macro_f1, strict=True)
+                    ],
+                    "color": "#888",
+                },
+                customdata=intervals,
+                hovertemplate="%{x}: macro-F1 %{y:.3f} "
+                "(95 %% interval %{customdata[0]:.3f} to %{customdata[1]:.3f})"
+                "<extra></extra>",
+            ),
         ]
     )
     fig.update_layout(
-        title="Test split: unimodal baselines vs fusion",
+        title="Test split: macro-F1 (solid, 95 % interval) and accuracy (hatched)",
         barmode="group",
-        yaxis={"range": [0, 1], "title": "score"},
+        showlegend=False,
+        yaxis={"range": [0, 1.05], "title": "score"},
         template="plotly_white",
     )
     return fig
 
 
+def _line_style(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A variant's line and marker colour; unimodal variants dashed."""
+    colour = H.variant_colour(name)
+    dash = "dash" if len(entry.get("modalities", [])) == 1 else "solid"
+    return {"line": {"color": colour, "dash": dash}, "marker": {"color": colour}}
+
+
 def plot_robustness(metrics: dict[str, Any], imperfection: str) -> go.Figure:
-    """Test macro-F1 of every trained variant at each level of one imperfection."""
+    """Test macro-F1 at each level of one imperfection, for every trained
+    variant that reads the modality it makes worse."""
+    trained = trained_variants(metrics)
     curves = {
         name: entry["robustness"][imperfection]
-        for name, entry in trained_variants(metrics).items()
-        if imperfection in entry.get("robustness", {})
+        for name, entry in trained.items()
+        if imperfection in entry.get("robustness", {}) and reads(entry, imperfection)
     }
     levels = next(iter(curves.values()))["levels"] if curves else []
     fig = go.Figure(
@@ -105,12 +160,23 @@ def plot_robustness(metrics: dict[str, Any], imperfection: str) -> go.Figure:
                 x=[level_label(imperfection, level) for level in levels],
                 y=curve["macro_f1"],
                 mode="lines+markers",
+                **_line_style(name, trained[name]),
             )
             for name, curve in curves.items()
         ]
     )
+    if not curves:
+        fig.add_annotation(
+            text=f"no trained model reads {PERTURBED_MODALITY[imperfection]}",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+        )
     fig.update_layout(
-        title=f"Robustness: {imperfection.replace('_', ' ')} (test split)",
+        title=f"Robustness: {imperfection.replace('_', ' ')} (test split; models "
+        f"that read {PERTURBED_MODALITY[imperfection]})",
         xaxis={"title": LEVEL_TITLES[imperfection], "type": "category"},
         yaxis={"range": [0, 1], "title": "macro-F1"},
         template="plotly_white",
@@ -230,32 +296,49 @@ def _reliance_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_reliability(metrics: dict[str, Any]) -> go.Figure:
-    """Reliability diagram: accuracy against confidence per trained variant."""
+def plot_reliability(metrics: dict[str, Any], packaging: dict[str, Any]) -> go.Figure:
+    """Reliability diagram of the chosen model and the best unimodal model:
+    accuracy against mean confidence per bin, marker area by the bin's count."""
+    trained = trained_variants(metrics)
+    shown = [
+        n
+        for n in dict.fromkeys(
+            [chosen_model(metrics, packaging), metrics.get("best_unimodal")]
+        )
+        if n in trained
+    ]
+    largest = max(
+        (b["count"] for n in shown for b in trained[n]["reliability"]), default=1
+    )
     fig = go.Figure(
         go.Scatter(
             x=[0, 1],
             y=[0, 1],
             mode="lines",
             name="perfect calibration",
-            line={"dash": "dash", "color": "grey"},
+            line={"dash": "dot", "color": "grey"},
         )
     )
-    for name, entry in trained_variants(metrics).items():
-        bins = entry.get("reliability", [])
+    for name in shown:
+        entry, bins = trained[name], trained[name]["reliability"]
+        style = _line_style(name, entry)
+        style["marker"]["size"] = [6 + 24 * (b["count"] / largest) ** 0.5 for b in bins]
         fig.add_trace(
             go.Scatter(
                 x=[b["confidence"] for b in bins],
                 y=[b["accuracy"] for b in bins],
                 mode="lines+markers",
                 name=f"{name} (ECE {entry['ece']:.3f})",
-                text=[f"{b['count']} predictions" for b in bins],
+                customdata=[b["count"] for b in bins],
+                hovertemplate="confidence %{x:.2f}, accuracy %{y:.2f}: "
+                "%{customdata} predictions<extra>" + name + "</extra>",
+                **style,
             )
         )
     fig.update_layout(
-        title="Calibration on the test split",
-        xaxis={"title": "mean confidence", "range": [0, 1]},
-        yaxis={"title": "accuracy", "range": [0, 1]},
+        title="Calibration on the test split (marker area: predictions per bin)",
+        xaxis={"title": "mean confidence", "range": [0, 1.02]},
+        yaxis={"title": "accuracy", "range": [0, 1.05]},
         template="plotly_white",
     )
     return fig
@@ -265,23 +348,25 @@ def analyse_errors(
     metrics: dict[str, Any],
     contacts: pd.DataFrame,
     params: dict[str, Any],
+    packaging: dict[str, Any],
     **test_predictions: pd.DataFrame,
 ) -> dict[str, Any]:
-    """The best model's most frequent confusions, each with a few test examples
+    """The chosen model's most frequent confusions, each with a few test examples
     and what every other trained variant predicted for them.
 
     Args:
-        metrics: Collected metrics (for ``best_model``).
+        metrics: Collected metrics (``best_model``, the trained variants).
         contacts: Split contacts (masked text, audio presence).
         params: ``top_confusions``, ``examples_per_confusion``.
+        packaging: ``variant``: the chosen model (see :func:`chosen_model`).
         **test_predictions: Test predictions per variant.
 
     Returns:
         ``{"model", "confusions": [{"label", "predicted", "count",
         "examples": [{"id", "text", "has_audio", "predictions"}]}]}``.
     """
-    best = metrics["best_model"]
-    if best is None:
+    best = chosen_model(metrics, packaging)
+    if best not in trained_variants(metrics):
         return {"model": None, "confusions": []}
     others = {
         name: frame.set_index("id")["predicted"]
@@ -351,6 +436,8 @@ def plot_run_history(run_history: list[dict[str, Any]]) -> go.Figure:
                 y=[row.get(f"{n}.macro_f1") for row in run_history],
                 mode="lines+markers",
                 name=n,
+                line={"color": H.variant_colour(n)},
+                marker={"color": H.variant_colour(n)},
             )
             for n in names
         ]
@@ -393,19 +480,139 @@ def plot_clip_lengths(audio_index: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def _interval(entry: dict[str, Any]) -> str:
+    """A variant's 95 % interval of test macro-F1, as a cell."""
+    ci = entry.get("macro_f1_ci")
+    return H.Num(f"{ci[0]:.3f}–{ci[1]:.3f}") if ci else H.Num("–")
+
+
+def _reliance_cell(entry: dict[str, Any], modality: str) -> str | float | None:
+    """The macro-F1 a variant loses without a modality, flagged when it
+    ignores an informative one; "n/a" when it does not read the modality."""
+    if modality not in entry["modalities"]:
+        return "n/a"
+    reliance = entry.get("reliance", {}).get(modality)
+    if reliance is None:
+        return None
+    flag = " (ignored)" if reliance["ignored"] else ""
+    return H.Num(f"{H.fmt(reliance['drop'])}{flag}")
+
+
 def _model_rows(metrics: dict[str, Any]) -> list[list[Any]]:
     return [
         [
             name,
             "+".join(m["modalities"]),
-            m["status"],
+            m["status"] if m["status"] == "trained" else f"skipped: {m['reason']}",
             m["accuracy"],
             m["macro_f1"],
             m.get("val_macro_f1"),
             m.get("ece"),
+            _interval(m),
+            *(
+                _reliance_cell(m, modality) if len(m["modalities"]) > 1 else None
+                for modality in MODALITIES
+            ),
         ]
         for name, m in variant_entries(metrics).items()
     ]
+
+
+def _answer(metrics: dict[str, Any], chosen: str | None) -> str:
+    """The first screen: the model to use, what fusion buys (with its interval
+    and significance) and the main caveats."""
+    trained = trained_variants(metrics)
+    if chosen not in trained:
+        return (
+            '<div class="answer" id="answer">'
+            + H.paragraph("No model was trained: see the model comparison below.")
+            + "</div>"
+        )
+    entry = trained[chosen]
+    ci = entry.get("macro_f1_ci")
+    use = (
+        f"Use {chosen} ({' + '.join(entry['modalities'])}): test macro-F1 "
+        f"{H.fmt(entry['macro_f1'])}"
+        + (f" (95 % interval {H.fmt(ci[0])}–{H.fmt(ci[1])})" if ci else "")
+        + f", accuracy {H.human(entry['accuracy'], 'percent')} on "
+        f"{entry['split_sizes']['test']} test contacts. It is the packaged model "
+        "(model_package)."
+    )
+    caveats = _caveats(metrics, chosen)
+    parts = [
+        f'<p class="use"><b>{html.escape(use)}</b></p>',
+        H.paragraph(_gain_sentence(metrics)),
+    ]
+    if caveats:
+        parts.append(
+            f'<p class="caveat"><b>Main caveat:</b> {html.escape(caveats[0])}</p>'
+        )
+    if len(caveats) > 1:
+        parts.append(H.paragraph("Also: " + " ".join(caveats[1:3])))
+    return '<div class="answer" id="answer">' + "".join(parts) + "</div>"
+
+
+def _gain_sentence(metrics: dict[str, Any]) -> str:
+    """What fusion buys over the best single modality, with its interval."""
+    gain = metrics["fusion_gain_macro_f1"]
+    if gain is None:
+        return "Only one modality is available: no fusion comparison."
+    ci = metrics.get("fusion_gain_ci")
+    sentence = (
+        f"Fusion buys {gain:+.3f} macro-F1 over the best single modality "
+        f"({metrics['best_fusion']} vs {metrics['best_unimodal']}, both chosen on "
+        "validation)"
+    )
+    if not ci:
+        return sentence + "."
+    verdict = (
+        "significant"
+        if metrics["fusion_gain_significant"]
+        else "within noise: the interval includes 0"
+    )
+    return sentence + (
+        f": 95 % paired bootstrap interval {ci[0]:+.3f} to {ci[1]:+.3f}, {verdict}."
+    )
+
+
+def _caveats(metrics: dict[str, Any], chosen: str) -> list[str]:
+    """What to keep in mind about the chosen model, most important first."""
+    entry = trained_variants(metrics)[chosen]
+    caveats = []
+    ignored = metrics.get("ignored_modalities", [])
+    for item in sorted(ignored, key=lambda i: i["variant"] != chosen):
+        caveats.append(
+            f"{item['variant']} ignores its {item['modality']} input (blanking it "
+            "barely changes its macro-F1, though that modality alone carries the "
+            "label)."
+        )
+    if len(entry["modalities"]) > 1 and metrics.get("fusion_gain_significant") is False:
+        caveats.append(
+            "fusion's gain is within noise on this test set: "
+            f"{metrics['best_unimodal']} (one modality) may serve as well."
+        )
+    ci = entry.get("macro_f1_ci")
+    if ci and ci[1] - ci[0] > WIDE_INTERVAL:
+        caveats.append(
+            f"small test set: {entry['split_sizes']['test']} contacts, so the "
+            f"chosen model's 95 % interval is {ci[1] - ci[0]:.2f} wide."
+        )
+    curves = {
+        name: curve
+        for name, curve in entry.get("robustness", {}).items()
+        if reads(entry, name)
+    }
+    if curves:
+        name, curve = min(
+            curves.items(), key=lambda item: item[1]["relative_robustness"]
+        )
+        caveats.append(
+            f"its weakest robustness is to {name.replace('_', ' ')}: macro-F1 "
+            f"{H.fmt(curve['macro_f1'][0])} clean, "
+            f"{H.fmt(curve['macro_f1'][-1])} at "
+            f"{level_label(name, curve['levels'][-1])}."
+        )
+    return [c[0].upper() + c[1:] for c in caveats]
 
 
 def _data_section(data_summary: dict[str, Any], figures: dict[str, go.Figure]) -> str:
@@ -435,26 +642,33 @@ def _rejections(records: list[dict[str, Any]]) -> str:
 
 def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> str:
     gain = metrics["fusion_gain_macro_f1"]
-    verdict = (
-        "Only one modality is available: no fusion comparison."
+    verdict = _gain_sentence(metrics) + (
+        ""
         if gain is None
-        else f"Best fusion model {metrics['best_fusion']} vs best unimodal model "
-        f"{metrics['best_unimodal']} (both chosen on validation): macro-F1 gain "
-        f"{H.fmt(gain)} on the test split. Best model on validation: "
-        f"{metrics['best_model']}."
+        else f" Gain {H.fmt(gain)}. Best model on validation: {metrics['best_model']}."
     )
     return (
-        H.table(
-            _model_rows(metrics),
-            [
-                "variant",
-                "modalities",
-                "status",
-                "accuracy",
-                "macro-F1",
-                "val macro-F1",
-                "ECE",
-            ],
+        H.wide(
+            H.table(
+                _model_rows(metrics),
+                [
+                    "variant",
+                    "modalities",
+                    "status",
+                    "accuracy",
+                    "macro-F1",
+                    "val macro-F1",
+                    "ECE",
+                    "macro-F1 95 % interval",
+                    *(f"macro-F1 lost without {m}" for m in MODALITIES),
+                ],
+            )
+        )
+        + H.paragraph(
+            "Intervals: bootstrap resamples of the test rows. Reliance: the test "
+            "macro-F1 a fusion model loses when a modality is blanked in every row; "
+            "(ignored): that modality alone carries the label, yet the model barely "
+            "uses it."
         )
         + H.paragraph(verdict)
         + H.figure(figures["model_comparison_plot"], "model-comparison")
@@ -472,7 +686,8 @@ def _robustness_section(metrics, figures) -> str:
             "levels spread evenly over [0, 1] (the mean score across levels). "
             "Effective robustness: the same area for the curve minus the baseline's "
             f"curve ({baseline or 'not trained'}) moved to the model's clean score; "
-            "above 0 means it degrades more slowly than the baseline."
+            "above 0 means it degrades more slowly than the baseline. A model that "
+            "does not read the modality an imperfection makes worse shows n/a."
         )
     ]
     trained = trained_variants(metrics)
@@ -484,10 +699,16 @@ def _robustness_section(metrics, figures) -> str:
         rows = [
             [
                 variant,
-                curve["macro_f1"][0],
-                curve["macro_f1"][-1],
-                curve["relative_robustness"],
-                curve.get("effective_robustness"),
+                *(
+                    [
+                        curve["macro_f1"][0],
+                        curve["macro_f1"][-1],
+                        curve["relative_robustness"],
+                        curve.get("effective_robustness"),
+                    ]
+                    if reads(entry, name)
+                    else ["n/a"] * 4
+                ),
             ]
             for variant, entry in trained.items()
             if (curve := entry.get("robustness", {}).get(name))
@@ -530,7 +751,7 @@ def _errors_section(metrics, error_analysis, clean_audio) -> str:
         return H.paragraph("No model was trained.")
     per_class = metrics[best]["per_class"]
     parts = [
-        H.paragraph(f"Per-class scores of the best model, {best}:"),
+        H.paragraph(f"Per-class scores of the chosen model, {best}:"),
         H.table(
             [
                 [c, s["precision"], s["recall"], s["f1"], s["support"]]
@@ -578,10 +799,10 @@ def _complexity_section(metrics) -> str:
         [
             n,
             m["n_params"],
-            m["size_bytes"],
+            H.human(m["size_bytes"], "bytes"),
             m["epochs"],
-            m["train_seconds"],
-            m["predict_ms_per_sample"],
+            H.human(m["train_seconds"], "seconds"),
+            H.human(m["predict_ms_per_sample"] / 1000, "seconds"),
         ]
         for n, m in trained_variants(metrics).items()
     ]
@@ -590,10 +811,10 @@ def _complexity_section(metrics) -> str:
         [
             "variant",
             "parameters",
-            "size on disk (bytes)",
+            "size (pickled)",
             "epochs",
-            "training (s)",
-            "prediction (ms/sample)",
+            "training",
+            "prediction per contact",
         ],
     )
 
@@ -625,10 +846,70 @@ def _alignment_section(metrics) -> str:
 
 
 def _history_section(run_history, figures) -> str:
-    columns = sorted({k for row in run_history for k in row} - {"version"})
-    rows = [[row["version"], *[row.get(c) for c in columns]] for row in run_history]
-    return H.table(rows, ["version", *columns]) + H.figure(
-        figures["run_history_plot"], "run-history"
+    """One row per saved run: its data, best model, gain and every variant's
+    test macro-F1 (narrow, wrapping headers so the table fits the page)."""
+    variants = sorted(
+        {
+            k[: -len(".macro_f1")]
+            for row in run_history
+            for k in row
+            if k.endswith(".macro_f1")
+        }
+    )
+    rows = [
+        [
+            row["version"],
+            f"{row.get('environment') or '–'} / "
+            f"{(row.get('data_fingerprint') or '–')[:8]}",
+            row.get("best_model"),
+            row.get("fusion_gain_macro_f1"),
+            *(row.get(f"{v}.macro_f1") for v in variants),
+        ]
+        for row in run_history
+    ]
+    header = [
+        "version",
+        "env / data",
+        "best model",
+        "fusion gain",
+        *(v.replace("_", " ") for v in variants),
+    ]
+    return (
+        H.paragraph("Test macro-F1 of every variant in every saved run.")
+        + H.wide(H.table(rows, header))
+        + H.figure(figures["run_history_plot"], "run-history")
+    )
+
+
+def _without_anchors(value: Any) -> Any:
+    """Parameters without YAML anchor keys (``_network``: shared blocks that the
+    keys using them already hold)."""
+    if isinstance(value, dict):
+        return {
+            k: _without_anchors(v)
+            for k, v in value.items()
+            if not str(k).startswith("_")
+        }
+    if isinstance(value, list):
+        return [_without_anchors(v) for v in value]
+    return value
+
+
+def _confusion_section(metrics, chosen, artefacts) -> str:
+    """The chosen model's confusion matrix (the figure of its PNG output)."""
+    if chosen not in trained_variants(metrics):
+        return ""
+    figure = plot_confusion_matrix(
+        artefacts[f"{chosen}_test_predictions"], metrics[chosen]
+    )
+    image = H.image(figure, f"confusion matrix of {chosen}")
+    plt.close(figure)
+    return (
+        H.paragraph(
+            f"Confusion matrix of the chosen model, {chosen} (rows: true label, "
+            "normalised per row; test split):"
+        )
+        + image
     )
 
 
@@ -640,34 +921,47 @@ def render_report(
     run_history: list[dict[str, Any]],
     parameters: dict[str, Any],
     clean_audio: dict[str, Callable[[], AudioClip]],
-    **figures: go.Figure,
+    **artefacts: Any,
 ) -> str:
     """The self-contained HTML report of the run (plots and clips embedded).
 
-    Every number is formatted from ``metrics`` and the other inputs with
-    :func:`multimodal_fusion.report_html.fmt`, so the page matches them exactly.
+    It opens with the answer (the model to use, what fusion buys, the main
+    caveat). Every number is formatted from ``metrics`` and the other inputs
+    with :mod:`multimodal_fusion.report_html`, so the page matches them exactly.
+
+    Args:
+        artefacts: The ``<plot>_plot`` figures and every variant's
+            ``<variant>_test_predictions`` (the chosen one's confusion matrix).
     """
+    chosen = chosen_model(metrics, parameters.get("packaging", {}))
     sections = [
-        ("data", "Data", _data_section(data_summary, figures)),
-        ("models", "Model comparison", _models_section(metrics, figures)),
-        ("robustness", "Robustness", _robustness_section(metrics, figures)),
-        ("calibration", "Calibration", _calibration_section(metrics, figures)),
+        ("models", "Model comparison", _models_section(metrics, artefacts)),
+        ("robustness", "Robustness", _robustness_section(metrics, artefacts)),
+        ("calibration", "Calibration", _calibration_section(metrics, artefacts)),
         (
             "errors",
             "Error analysis",
-            _errors_section(metrics, error_analysis, clean_audio),
+            _confusion_section(metrics, chosen, artefacts)
+            + _errors_section(metrics, error_analysis, clean_audio),
         ),
         ("complexity", "Complexity", _complexity_section(metrics)),
         ("alignment", "Alignment", _alignment_section(metrics)),
-        ("history", "Run history", _history_section(run_history, figures)),
+        ("data", "Data", _data_section(data_summary, artefacts)),
+        ("history", "Run history", _history_section(run_history, artefacts)),
         (
             "parameters",
             "Parameters",
-            f"<pre>{html.escape(json.dumps(parameters, indent=2, sort_keys=True))}"
-            "</pre>",
+            H.folded(
+                "Every parameter of the run (click to open)",
+                "<pre>"
+                + html.escape(
+                    json.dumps(_without_anchors(parameters), indent=2, sort_keys=True)
+                )
+                + "</pre>",
+            ),
         ),
     ]
-    return H.page("multimodal-fusion report", sections)
+    return H.page("multimodal-fusion report", sections, lead=_answer(metrics, chosen))
 
 
 def package_model(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by name
@@ -695,7 +989,7 @@ def package_model(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by na
     Raises:
         ValueError: when the variant is unknown or was not trained.
     """
-    variant = params.get("variant") or metrics["best_model"]
+    variant = chosen_model(metrics, params)
     entry = variant_entries(metrics).get(variant)
     if entry is None or entry["status"] != "trained":
         reason = entry.get("reason", "") if entry else "unknown variant"

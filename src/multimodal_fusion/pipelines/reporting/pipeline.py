@@ -78,7 +78,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 for name in IMPERFECTIONS
             ),
             Node(
-                plot_reliability, "metrics", "reliability_plot", name="plot_reliability"
+                plot_reliability,
+                ["metrics", "params:packaging"],
+                "reliability_plot",
+                name="plot_reliability",
             ),
             Node(
                 plot_class_balance,
@@ -98,6 +101,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "metrics": "metrics",
                     "contacts": "contacts",
                     "params": "params:reporting",
+                    "packaging": "params:packaging",
                     **predictions,
                 },
                 "error_analysis",
@@ -131,6 +135,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "parameters": "parameters",
                     "clean_audio": "clean_audio",
                     **{f"{plot}_plot": f"{plot}_plot" for plot in PLOTS},
+                    # The chosen model's confusion matrix is drawn from these.
+                    **{f"{v}_test_predictions": p for v, p in predictions.items()},
                 },
                 "report",
                 name="render_report",
