@@ -25,14 +25,21 @@ requires_chromium = pytest.mark.skipif(
 )
 
 
-def render_dom(url: str, profile: Path, *, budget_ms: int = 20000) -> str:
-    """The DOM of ``url`` after ``budget_ms`` of virtual time (scripts have run)."""
+def render_dom(
+    url: str,
+    profile: Path,
+    *,
+    budget_ms: int = 20000,
+    window: tuple[int, int] = (1400, 1000),
+) -> str:
+    """The DOM of ``url`` after ``budget_ms`` of virtual time (scripts have run),
+    in a ``window`` (width, height) viewport."""
     result = subprocess.run(
         [
             CHROMIUM,
             *FLAGS,
             f"--user-data-dir={profile / 'chromium'}",
-            "--window-size=1400,1000",
+            f"--window-size={window[0]},{window[1]}",
             f"--virtual-time-budget={budget_ms}",
             "--dump-dom",
             url,

@@ -38,7 +38,6 @@ pre { padding: .6rem; overflow-x: auto; font-size: .8rem; }
 .caveat { color: #8a4b00; }
 .wide { overflow-x: auto; max-width: 100%; }
 .wide table { font-size: .8rem; }
-.wide th { overflow-wrap: anywhere; min-width: 3rem; }
 details summary { cursor: pointer; }
 img.matrix { max-width: 100%; height: auto; }
 """

@@ -575,6 +575,10 @@ def test_the_report_opens_with_the_model_to_use_the_gain_and_the_caveat():
 
     chosen = _report(metrics, {"seed": 1, "packaging": {"variant": "audio_only"}})
     assert "Use audio_only (audio): test macro-F1 0.750" in chosen
+    assert (
+        "Main caveat:</b> Early_fusion (fusion) is significantly better than the "
+        "best single-modality model." in chosen
+    )
     assert "Confusion matrix of the chosen model, audio_only" in chosen
 
 

@@ -107,6 +107,8 @@ def plot_model_comparison(metrics: dict[str, Any]) -> go.Figure:
                 x=names,
                 y=macro_f1,
                 text=[f"{v:.3f}" for v in macro_f1],
+                textposition="inside",
+                insidetextanchor="middle",
                 marker={"color": colours},
                 error_y={
                     "type": "data",
@@ -591,6 +593,15 @@ def _caveats(metrics: dict[str, Any], chosen: str) -> list[str]:
             "fusion's gain is within noise on this test set: "
             f"{metrics['best_unimodal']} (one modality) may serve as well."
         )
+    if (
+        len(entry["modalities"]) == 1
+        and metrics.get("fusion_gain_significant")
+        and metrics["fusion_gain_macro_f1"] > 0
+    ):
+        caveats.append(
+            f"{metrics['best_fusion']} (fusion) is significantly better than the "
+            "best single-modality model."
+        )
     ci = entry.get("macro_f1_ci")
     if ci and ci[1] - ci[0] > WIDE_INTERVAL:
         caveats.append(
@@ -641,11 +652,8 @@ def _rejections(records: list[dict[str, Any]]) -> str:
 
 
 def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> str:
-    gain = metrics["fusion_gain_macro_f1"]
-    verdict = _gain_sentence(metrics) + (
-        ""
-        if gain is None
-        else f" Gain {H.fmt(gain)}. Best model on validation: {metrics['best_model']}."
+    verdict = (
+        _gain_sentence(metrics) + f" Best model on validation: {metrics['best_model']}."
     )
     return (
         H.wide(
