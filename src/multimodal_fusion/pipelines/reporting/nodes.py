@@ -224,17 +224,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             f"| {name} | {'+'.join(m['modalities'])} | {m['accuracy']:.3f} | "
             f"{m['macro_f1']:.3f} | {m['val_macro_f1']:.3f} | {m['epochs']} |"
         )
-    lines += ["", "## Verdict", ""]
-    if metrics["fusion_gain_macro_f1"] is None:
-        lines.append("Only one modality is available: no fusion comparison.")
-    else:
-        lines.append(
-            f"Best fusion model `{metrics['best_fusion']}` vs best unimodal model "
-            f"`{metrics['best_unimodal']}` (both chosen on validation): macro-F1 "
-            f"gain {metrics['fusion_gain_macro_f1']:+.3f} on the test split"
-            + _gain_interval(metrics)
-            + "."
-        )
+    lines += ["", "## Verdict", "", _gain_sentence(metrics)]
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
     lines += _reliance_lines(metrics)
     for name, alignment in metrics["alignment"].items():
@@ -251,19 +241,6 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
-
-
-def _gain_interval(metrics: dict[str, Any]) -> str:
-    """The gain's paired bootstrap interval, and whether it is within noise."""
-    ci = metrics.get("fusion_gain_ci")
-    if not ci:
-        return ""
-    verdict = (
-        "the gain is significant"
-        if metrics["fusion_gain_significant"]
-        else "within noise: the interval includes 0"
-    )
-    return f" (95 % paired bootstrap interval {ci[0]:+.3f} to {ci[1]:+.3f}; {verdict})"
 
 
 def _reliance_lines(metrics: dict[str, Any]) -> list[str]:
