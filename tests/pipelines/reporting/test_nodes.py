@@ -604,6 +604,11 @@ def test_an_ignored_modality_and_a_gain_within_noise_lead_the_caveats():
     assert cells[8:] == ["0.510", "0.000 (ignored)"]
     text_row = re.search(r"<tr><td>text_only</td>.*?</tr>", page).group(0)
     assert text_row.endswith("<td>–</td><td>–</td></tr>")
+    # Another variant ignoring a modality comes after the chosen model's caveats.
+    other = _report(metrics, {"packaging": {"variant": "text_only"}})
+    lead = other[other.index("<h1>") : other.index("<nav>")]
+    assert "Main caveat:</b> Small test set: 5 contacts" in lead
+    assert "Also: Gated_fusion ignores its audio input" in lead
 
 
 def test_parameters_are_folded_without_anchor_keys():

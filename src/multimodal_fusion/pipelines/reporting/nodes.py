@@ -555,16 +555,18 @@ def _gain_sentence(metrics: dict[str, Any]) -> str:
 
 
 def _caveats(metrics: dict[str, Any], chosen: str) -> list[str]:
-    """What to keep in mind about the chosen model, most important first."""
+    """What to keep in mind about the chosen model, most important first: it
+    ignores a modality; its gain is within noise (or fusion does significantly
+    better than it); a wide interval; other variants ignoring a modality; its
+    weakest robustness."""
     entry = trained_variants(metrics)[chosen]
-    caveats = []
-    ignored = metrics.get("ignored_modalities", [])
-    for item in sorted(ignored, key=lambda i: i["variant"] != chosen):
-        caveats.append(
-            f"{item['variant']} ignores its {item['modality']} input (blanking it "
-            "barely changes its macro-F1, though that modality alone carries the "
-            "label)."
-        )
+    ignored = [
+        f"{item['variant']} ignores its {item['modality']} input (blanking it "
+        "barely changes its macro-F1, though that modality alone carries the label)."
+        for item in metrics.get("ignored_modalities", [])
+    ]
+    mine = [c for c in ignored if c.startswith(f"{chosen} ")]
+    caveats = mine.copy()
     if len(entry["modalities"]) > 1 and metrics.get("fusion_gain_significant") is False:
         caveats.append(
             "fusion's gain is within noise on this test set: "
@@ -585,6 +587,7 @@ def _caveats(metrics: dict[str, Any], chosen: str) -> list[str]:
             f"small test set: {entry['split_sizes']['test']} contacts, so the "
             f"chosen model's 95 % interval is {ci[1] - ci[0]:.2f} wide."
         )
+    caveats += [c for c in ignored if c not in mine]
     curves = {
         name: curve
         for name, curve in entry.get("robustness", {}).items()
