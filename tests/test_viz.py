@@ -24,20 +24,31 @@ import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
 from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS
-from tests.browser import render_dom, requires_chromium
+from tests.browser import kedro_viz_flowchart, render_dom, requires_chromium
 from tests.project_copy import copy_project
 
 VARIANTS = tuple(VARIANT_INPUTS)
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120
 SERVED_AT = re.compile(r"running at\s+(http://127\.0\.0\.1:\d+)")
+# The nodes of each variant, per stage: a group nested in the stage's group.
 VARIANT_TASKS = {
-    "train_classifier",
-    "evaluate_classifier",
-    "plot_confusion_matrix",
-    "sweep_robustness",
-    "assess_variant",
+    "modeling": {"train_classifier"},
+    "evaluation": {"evaluate_classifier", "sweep_robustness", "assess_variant"},
+    "reporting": {"plot_confusion_matrix"},
 }
+# conf/base/catalog.yml's layers, in the order kedro-viz draws them.
+LAYERS = (
+    "raw",
+    "intermediate",
+    "primary",
+    "feature",
+    "model_input",
+    "models",
+    "model_output",
+    "reporting",
+    "package",
+)
 
 
 def _free_port() -> int:
@@ -140,40 +151,62 @@ def test_viz_lists_the_registered_pipelines(main_graph):
 def test_viz_main_graph_holds_the_default_pipeline_nodes(main_graph):
     tasks = _tasks(main_graph)
 
-    for name in ("split_contacts", "summarise_data", "build_model_inputs"):
-        assert name in tasks
-        assert tasks[name]["modular_pipelines"] is None
-    assert "collect_metrics" in tasks
+    # Every node sits in its stage's namespace, variants one level deeper.
+    for name in ("split_contacts", "summarise_data"):
+        node = tasks[f"data_processing.{name}"]
+        assert node["name"] == name
+        assert node["modular_pipelines"] == ["data_processing"]
+    assert tasks["modeling.build_model_inputs"]["modular_pipelines"] == ["modeling"]
+    assert "evaluation.collect_metrics" in tasks
     for alignment in ALIGNMENTS:
-        fit = tasks[f"{alignment}.fit_alignment"]
-        assert fit["modular_pipelines"] == [alignment]
+        fit = tasks[f"modeling.{alignment}.fit_alignment"]
+        assert fit["modular_pipelines"] == [f"modeling.{alignment}"]
     for variant in VARIANTS:
-        train = tasks[f"{variant}.train_classifier"]
+        train = tasks[f"modeling.{variant}.train_classifier"]
         assert train["name"] == "train_classifier"
-        assert train["modular_pipelines"] == [variant]
+        assert train["modular_pipelines"] == [f"modeling.{variant}"]
+        # Parameter and dataset names keep no stage prefix.
         assert f"{variant}.model" in train["parameters"]
+    assert all(t["modular_pipelines"] for t in tasks.values())
     # demo_data stands apart from __default__.
     assert "plan_contacts_node" not in tasks
 
 
-def test_viz_shows_each_variant_as_a_collapsible_modular_pipeline(main_graph):
+def test_viz_groups_the_five_stages_with_the_variants_nested(main_graph):
     modular = main_graph["modular_pipelines"]
     by_id = {n["id"]: n for n in main_graph["nodes"]}
+    nested = {
+        "modeling": (*VARIANTS, *ALIGNMENTS),
+        "evaluation": (*VARIANTS, *ALIGNMENTS),
+        "reporting": VARIANTS,
+    }
 
-    assert set(modular) == {"__root__", *VARIANTS, *ALIGNMENTS}
-    root_children = {(c["id"], c["type"]) for c in modular["__root__"]["children"]}
+    assert set(modular) == {
+        "__root__",
+        *MAIN_PIPELINES,
+        *(f"{stage}.{name}" for stage, names in nested.items() for name in names),
+    }
+    # At the top level: the five stages and the datasets between them only.
+    root = {(c["id"], c["type"]) for c in modular["__root__"]["children"]}
+    assert {i for i, kind in root if kind == "modularPipeline"} == set(MAIN_PIPELINES)
+    assert not {i for i, kind in root if kind == "task"}
+    for stage, names in nested.items():
+        children = {(c["id"], c["type"]) for c in modular[stage]["children"]}
+        groups = {i for i, kind in children if kind == "modularPipeline"}
+        assert groups == {f"{stage}.{name}" for name in names}
     for variant in VARIANTS:
-        assert (variant, "modularPipeline") in root_children
-        assert by_id[variant]["type"] == "modularPipeline"
-        children = modular[variant]["children"]
-        task_names = {by_id[c["id"]]["name"] for c in children if c["type"] == "task"}
-        assert task_names == VARIANT_TASKS, variant
-        data_names = {by_id[c["id"]]["name"] for c in children if c["type"] == "data"}
-        outputs = {by_id[i]["name"] for i in modular[variant]["outputs"]}
-        # The model flows out of the group to package_model (reporting).
-        assert f"{variant}_model" in data_names | outputs
-        # Collapsed, the group still shows what flows in and out.
-        assert modular[variant]["inputs"] and modular[variant]["outputs"]
+        for stage, expected in VARIANT_TASKS.items():
+            group = modular[f"{stage}.{variant}"]
+            tasks = {
+                by_id[c["id"]]["name"] for c in group["children"] if c["type"] == "task"
+            }
+            assert tasks == expected, (stage, variant)
+            # Collapsed, the group still shows what flows in and out.
+            assert group["inputs"] and group["outputs"]
+        # The model flows out of modeling to evaluation and reporting.
+        outputs = {by_id[i]["name"] for i in modular[f"modeling.{variant}"]["outputs"]}
+        assert f"{variant}_model" in outputs
+        assert by_id[f"modeling.{variant}"]["type"] == "modularPipeline"
 
 
 def test_viz_edges_wire_each_variant(main_graph):
@@ -184,16 +217,50 @@ def test_viz_edges_wire_each_variant(main_graph):
     assert all(s in ids and t in ids for s, t in edges)
     for variant in VARIANTS:
         model = by_name[f"{variant}_model"]
-        assert (by_name[f"{variant}.train_classifier"], model) in edges
-        assert (model, by_name[f"{variant}.evaluate_classifier"]) in edges
+        evaluate = by_name[f"evaluation.{variant}.evaluate_classifier"]
+        assert (by_name[f"modeling.{variant}.train_classifier"], model) in edges
+        assert (model, evaluate) in edges
         # evaluate -> <variant>_metrics -> assess -> <variant>_assessment -> collect
         metrics = by_name[f"{variant}_metrics"]
         assessment = by_name[f"{variant}_assessment"]
-        assess = by_name[f"{variant}.assess_variant"]
-        assert (by_name[f"{variant}.evaluate_classifier"], metrics) in edges
+        assess = by_name[f"evaluation.{variant}.assess_variant"]
+        assert (evaluate, metrics) in edges
         assert (metrics, assess) in edges
         assert (assess, assessment) in edges
-        assert (assessment, by_name["collect_metrics"]) in edges
+        assert (assessment, by_name["evaluation.collect_metrics"]) in edges
+
+
+def _layers(graph: dict[str, Any]) -> dict[str, str | None]:
+    """The layer of each dataset the graph holds, by name."""
+    return {n["name"]: n["layer"] for n in graph["nodes"] if n["type"] == "data"}
+
+
+def test_viz_orders_the_catalog_layers(viz_url, main_graph):
+    # kedro-viz sends no layers when the catalog's form a cycle.
+    assert main_graph["layers"] == list(LAYERS)
+    layers = _layers(main_graph)
+    memory = {
+        n["name"]
+        for n in main_graph["nodes"]
+        if n["type"] == "data" and n["dataset_type"].endswith("MemoryDataset")
+    }
+    assert {name for name, layer in layers.items() if not layer} == memory
+    assert layers["raw_texts"] == "raw"
+    assert layers["cca_alignment_model"] == "model_input"
+    assert layers["text_only_model"] == "models"
+    assert layers["text_only.confusion_matrix"] == "reporting"
+    assert layers["model_package"] == "package"
+    # inference reads the package first: its layers keep their order there too.
+    inference = _get_json(f"{viz_url}/api/pipelines/inference")
+    used = set(_layers(inference).values())
+    assert [layer for layer in inference["layers"] if layer in used] == [
+        "package",
+        "raw",
+        "intermediate",
+        "primary",
+        "model_output",
+        "reporting",
+    ]
 
 
 def test_viz_serves_demo_data_as_its_own_pipeline(viz_url):
@@ -202,17 +269,23 @@ def test_viz_serves_demo_data_as_its_own_pipeline(viz_url):
 
     assert graph["selected_pipeline"] == "demo_data"
     assert "plan_contacts_node" in tasks
-    assert "split_contacts" not in tasks
+    assert not any(name.endswith("split_contacts") for name in tasks)
     outputs = {n["name"] for n in graph["nodes"] if n["type"] == "data"}
     assert {"raw_texts", "raw_audio", "raw_labels"} <= outputs
 
 
 @requires_chromium
-def test_viz_draws_the_dag_in_chromium(viz_url: str, tmp_path) -> None:
-    dom = render_dom(viz_url + "/", tmp_path)
-    collapsed = dom.count('class="pipeline-node pipeline-node--modularPipeline"')
-    # one collapsible group per variant and per alignment
-    assert collapsed == len(VARIANTS) + len(ALIGNMENTS)
-    assert dom.count('class="pipeline-node pipeline-node--task"') >= 10
-    for node in ("split_contacts", "collect_metrics", *VARIANTS):
-        assert node in dom
+def test_viz_default_view_shows_the_five_stages_in_layers(viz_url, tmp_path):
+    screenshot = tmp_path / "kedro_viz.png"
+    dom = render_dom(viz_url + "/", tmp_path, screenshot=screenshot)
+    nodes, layers = kedro_viz_flowchart(dom)
+
+    # One collapsed group per stage, no loose task, the datasets between them.
+    groups = [label for kind, label in nodes if kind == "modularPipeline"]
+    assert sorted(groups) == sorted(MAIN_PIPELINES)
+    assert not [label for kind, label in nodes if kind == "task"]
+    datasets = {label for kind, label in nodes if kind == "data"}
+    assert {"raw_texts", "contacts", "metrics", "model_package"} <= datasets
+    assert layers == list(LAYERS)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 10_000  # a drawing, not a blank page

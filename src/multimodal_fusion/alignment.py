@@ -27,6 +27,7 @@ from multimodal_fusion.fusion import (
     dense_enough,
     epoch_progress,
     feed,
+    fit_batches,
     nonzero_rows,
     predict_in_batches,
     set_global_seed,
@@ -219,12 +220,12 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
         callbacks.append(epoch_progress(self.epochs, "alignment"))
         start = time.perf_counter()
         history = model.fit(
-            self._select(inputs),
-            targets(y, n_pairs),
+            fit_batches(
+                self._select(inputs), targets(y, n_pairs), self.batch_size, self.seed
+            ),
             epochs=self.epochs,
-            batch_size=self.batch_size,
             callbacks=callbacks,
-            shuffle=True,
+            shuffle=False,  # fit_batches shuffles, with the seed
             verbose=0,
         )
         self.train_seconds_ = time.perf_counter() - start

@@ -245,6 +245,77 @@ def predict_in_batches(
     )
 
 
+def _rows(matrix):
+    """A model input as ``_gather_rows`` takes it, converted as Keras converts
+    arrays: a sparse matrix as ragged (columns, values) rows and its width,
+    floats as float32."""
+    import tensorflow as tf
+
+    if sparse.issparse(matrix):
+        csr = sparse.csr_matrix(matrix, dtype=np.float32)
+        splits = csr.indptr.astype(np.int64)
+        columns = tf.RaggedTensor.from_row_splits(csr.indices.astype(np.int64), splits)
+        values = tf.RaggedTensor.from_row_splits(csr.data, splits)
+        return columns, values, np.int64(csr.shape[1])
+    matrix = np.asarray(matrix)
+    if np.issubdtype(matrix.dtype, np.floating):
+        matrix = matrix.astype(np.float32, copy=False)
+    return tf.convert_to_tensor(matrix)
+
+
+def _gather_rows(rows, index):
+    """The rows ``index`` of an input made by ``_rows`` (sparse stays sparse)."""
+    import tensorflow as tf
+
+    if not isinstance(rows, tuple):
+        return tf.gather(rows, index)
+    columns, values, width = rows
+    picked = tf.gather(columns, index)
+    return tf.SparseTensor(
+        tf.stack([picked.value_rowids(), picked.flat_values], axis=1),
+        tf.gather(values, index).flat_values,
+        tf.stack([tf.size(index, out_type=tf.int64), width]),
+    )
+
+
+def fit_batches(inputs: dict[str, Any], targets, batch_size: int, seed=None):
+    """``(inputs, targets)`` in batches for Keras' ``fit``: a new order every
+    epoch, drawn from ``seed``, or the rows in order when ``seed`` is None.
+
+    Keras batches arrays the same way (indices gathered by a parallel map), but
+    takes its last, partial batch from ``Dataset.from_tensors`` inside a
+    ``flat_map``. Under op determinism TF's ``make_deterministic`` rewrite counts
+    that op as possibly nondeterministic, so it turns prefetching off and the
+    parallel map into a sequential one, and with TF 2.21 the rewritten map logs
+    ``E0000 ... NodeDef mentions attribute use_unbounded_threadpool`` once per
+    fit. Index batches from ``range``, ``shuffle`` and ``batch`` leave nothing
+    to rewrite.
+    """
+    import tensorflow as tf
+
+    n_rows = len(targets)
+    data = (
+        {name: _rows(matrix) for name, matrix in inputs.items()},
+        tf.convert_to_tensor(np.asarray(targets)),
+    )
+    index = tf.data.Dataset.range(n_rows)
+    if seed is not None:
+        index = index.shuffle(n_rows, seed=seed, reshuffle_each_iteration=True)
+
+    def gather(batch, data):
+        features, labels = data
+        picked = {name: _gather_rows(rows, batch) for name, rows in features.items()}
+        return picked, tf.gather(labels, batch)
+
+    dataset = tf.data.Dataset.zip(
+        index.batch(batch_size), tf.data.Dataset.from_tensors(data).repeat()
+    ).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    # As Keras does: no default graph rewrites, which would copy the arrays.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def epoch_progress(epochs: int, description: str):
     """A Keras callback drawing the training epochs as a progress bar on a
     terminal (nothing when the output is not one); the bar is removed when
@@ -474,16 +545,17 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         )
         start = time.perf_counter()
         history = self.model_.fit(
-            self._select(inputs),
-            self._encode(y),
-            validation_data=(
+            fit_batches(
+                self._select(inputs), self._encode(y), self.batch_size, self.seed
+            ),
+            validation_data=fit_batches(
                 self._select(val_inputs, known),
                 self._encode(val_y[known]),
+                self.batch_size,
             ),
             epochs=self.epochs,
-            batch_size=self.batch_size,
             callbacks=[stop, epoch_progress(self.epochs, "+".join(self.modalities_))],
-            shuffle=True,
+            shuffle=False,  # fit_batches shuffles, with the seed
             verbose=0,
         )
         self.train_seconds_ = time.perf_counter() - start

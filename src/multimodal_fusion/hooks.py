@@ -1,7 +1,8 @@
 """Project hooks: what a run says on the console.
 
 - After each node that trains a model, one INFO line: the variant (the node's
-  namespace), epochs, validation macro-F1 and seconds.
+  innermost namespace: ``modeling.text_only`` → ``text_only``), epochs,
+  validation macro-F1 and seconds.
 - A run that stops on a user error (:class:`~multimodal_fusion.errors.UserInputError`,
   a missing file, an unknown environment) ends with the error's message alone;
   its traceback goes to the log file (the ``multimodal_fusion.errors`` logger
@@ -102,7 +103,7 @@ class ProjectHooks:
             score = getattr(value, "val_macro_f1_", None)
             logger.info(
                 "%s: trained %d epochs%s in %.1f s",
-                node.namespace or node.name,
+                (node.namespace or node.name).rsplit(".", 1)[-1],
                 epochs,
                 "" if score is None else f", validation macro-F1 {score:.3f}",
                 value.train_seconds_,

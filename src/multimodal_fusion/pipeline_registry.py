@@ -14,8 +14,21 @@ MAIN_PIPELINES = (
 )
 
 
+def as_stage(pipeline: Pipeline, name: str) -> Pipeline:
+    """``pipeline`` with its nodes under the namespace ``name``.
+
+    kedro-viz draws each namespace as a collapsible group, so the five stages
+    are the top-level groups (the per-variant namespaces nest inside them:
+    ``modeling.text_only``). Dataset and parameter names are unchanged; node
+    names gain the prefix (``data_processing.split_contacts``), and
+    ``kedro run --namespaces modeling`` runs one stage.
+    """
+    return Pipeline(pipeline, namespace=name, prefix_datasets_with_namespace=False)
+
+
 def register_pipelines() -> dict[str, Pipeline]:
-    """Registers every pipeline; ``__default__`` is the five main ones in a row.
+    """Registers every pipeline; ``__default__`` is the five main ones in a row,
+    each under its own namespace (:func:`as_stage`).
 
     ``demo_data`` and ``inference`` stand apart and run only when asked for
     (``kedro run --pipelines demo_data``): the first writes the raw demo dataset
@@ -23,7 +36,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     model package.
     """
     pipelines = find_pipelines(raise_errors=True)
-    # Kedro may load only the pipelines a command asks for: sum those present.
+    # Kedro may load only the pipelines a command asks for: wrap those present.
+    for name in MAIN_PIPELINES:
+        if name in pipelines:
+            pipelines[name] = as_stage(pipelines[name], name)
     pipelines["__default__"] = sum(
         (pipelines[name] for name in MAIN_PIPELINES if name in pipelines),
         Pipeline([]),

@@ -286,7 +286,9 @@ def test_invalid_adversarial_settings_are_refused():
 
 
 def test_late_fusion_learns_to_ignore_a_useless_modality():
-    inputs = _problem()
+    # The weights are fit on the validation rows: 48 (n=240) left the audio
+    # weight to the batch order (one seed in three failed).
+    inputs = _problem(n=480)
     for part in inputs.values():  # audio becomes pure noise
         rng = np.random.default_rng(len(part["y"]))
         part["inputs"]["audio"] = rng.normal(size=part["inputs"]["audio"].shape)
