@@ -115,17 +115,21 @@ def _retracing_warning(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
 
-@contextmanager
-def _quiet_logs() -> Iterator[None]:
-    """Optuna logs through ``logging`` at WARNING from now on (not on its own
+def _route_optuna_logs() -> None:
+    """Optuna logs through ``logging`` at WARNING from now on, not on its own
     stderr handler: :func:`tune_variant` logs one line per trial, and the
-    StudyDataset's saves would print more), and TensorFlow's retracing warning
-    is dropped while trials run: every trial builds a new network on purpose."""
+    study's creation and the StudyDataset's saves would print more."""
     import optuna
 
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@contextmanager
+def _no_retracing_warning() -> Iterator[None]:
+    """Drops TensorFlow's retracing warning while trials run: every trial
+    builds a new network on purpose."""
     tensorflow_logger = logging.getLogger("tensorflow")
     tensorflow_logger.addFilter(_retracing_warning)
     try:
@@ -199,6 +203,7 @@ def tune_variant(
             " give a budget."
         )
     pruner = tuning.get("pruner")
+    _route_optuna_logs()
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -237,7 +242,7 @@ def tune_variant(
         return model.val_macro_f1_
 
     start = time.perf_counter()
-    with _quiet_logs():
+    with _no_retracing_warning():
         study.optimize(
             objective,
             n_trials=n_trials,
