@@ -23,6 +23,7 @@ import os
 import pickle
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -496,8 +497,16 @@ class FusionClassifier(KerasPickleMixin, Stateful):
                 )
         return None
 
-    def fit(self, inputs: dict, y, *, validation: tuple[dict, Any]) -> FusionClassifier:
-        """Fits on ``inputs``/``y`` with early stopping on ``validation``."""
+    def fit(
+        self,
+        inputs: dict,
+        y,
+        *,
+        validation: tuple[dict, Any],
+        callbacks: Sequence[Any] = (),
+    ) -> FusionClassifier:
+        """Fits on ``inputs``/``y`` with early stopping on ``validation``;
+        ``callbacks`` are extra Keras callbacks (the tuning pipeline's pruning)."""
         import keras
 
         from multimodal_fusion.fusions.networks import build_network
@@ -554,7 +563,11 @@ class FusionClassifier(KerasPickleMixin, Stateful):
                 self.batch_size,
             ),
             epochs=self.epochs,
-            callbacks=[stop, epoch_progress(self.epochs, "+".join(self.modalities_))],
+            callbacks=[
+                stop,
+                epoch_progress(self.epochs, "+".join(self.modalities_)),
+                *callbacks,
+            ],
             shuffle=False,  # fit_batches shuffles, with the seed
             verbose=0,
         )
@@ -617,9 +630,15 @@ class LateFusionClassifier(Stateful):
         self.seed = seed
 
     def fit(
-        self, inputs: dict, y, *, validation: tuple[dict, Any]
+        self,
+        inputs: dict,
+        y,
+        *,
+        validation: tuple[dict, Any],
+        callbacks: Sequence[Any] = (),
     ) -> LateFusionClassifier:
-        """Fits each modality's classifier, then the weights on ``validation``."""
+        """Fits each modality's classifier (each with ``callbacks``), then the
+        weights on ``validation``."""
         self.modalities_ = usable_modalities(inputs, list(self.modalities))
         self.classes_ = np.unique(np.asarray(y))
         self.n_train_rows_ = len(y)
@@ -630,7 +649,7 @@ class LateFusionClassifier(Stateful):
         for modality in self.modalities_:
             self.members_[modality] = FusionClassifier(
                 **{**self.members, "modalities": [modality]}, seed=self.seed
-            ).fit(inputs, y, validation=validation)
+            ).fit(inputs, y, validation=validation, callbacks=callbacks)
         val_inputs, val_y = validation
         known = np.isin(val_y, self.classes_)
         scores = self._member_scores({k: v[known] for k, v in val_inputs.items()})

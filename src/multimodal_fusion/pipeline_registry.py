@@ -30,10 +30,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Registers every pipeline; ``__default__`` is the five main ones in a row,
     each under its own namespace (:func:`as_stage`).
 
-    ``demo_data`` and ``inference`` stand apart and run only when asked for
-    (``kedro run --pipelines demo_data``): the first writes the raw demo dataset
-    and a batch of new demo contacts, the second scores new contacts with a
-    model package.
+    ``demo_data``, ``inference`` and ``tuning`` stand apart and run only when
+    asked for (``kedro run --pipelines demo_data``): the first writes the raw
+    demo dataset and a batch of new demo contacts, the second scores new
+    contacts with a model package, the third searches the variants'
+    hyperparameters with Optuna.
     """
     pipelines = find_pipelines(raise_errors=True)
     # Kedro may load only the pipelines a command asks for: wrap those present.

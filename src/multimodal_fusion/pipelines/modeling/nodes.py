@@ -21,13 +21,12 @@ from multimodal_fusion.alignment import (
 )
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.featurization import FeaturePath
-from multimodal_fusion.fusion import (
-    Classifier,
-    make_classifier,
-    stack_inputs,
-)
 from multimodal_fusion.robustness.audio_robust import augment_clip
 from multimodal_fusion.robustness.text_robust import augment_text
+
+# The training of one variant, modeling's node: a plain module, since the
+# tuning pipeline trains through it too.
+from multimodal_fusion.training import train_classifier  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -215,40 +214,3 @@ def fit_alignment(
         len(train_y),
     )
     return alignment
-
-
-def train_classifier(
-    model_inputs: dict[str, Any], params: dict[str, Any], seed: int
-) -> Classifier:
-    """Trains one variant on the train split, early-stopping on val.
-
-    Args:
-        model_inputs: Splits from :func:`build_model_inputs` or :func:`align_inputs`.
-        params: The variant's estimator hyperparameters incl. ``modalities`` and
-            ``fusion`` (see :func:`multimodal_fusion.fusion.make_classifier`),
-            and ``augment``: whether to train on the ``train_augmented`` rows too.
-        seed: The project seed.
-
-    Returns:
-        The fitted classifier (``skipped_reason_`` set when it had no data).
-    """
-    params = dict(params)
-    train, val = model_inputs["train"], model_inputs["val"]
-    inputs, y = train["inputs"], train["y"]
-    augmented = model_inputs.get("train_augmented")
-    if params.pop("augment", False):
-        if augmented is None or not len(augmented["y"]):
-            logger.warning(
-                "augment is true but there are no augmented rows "
-                "(modeling.augmentation.copies is 0): training on the originals only"
-            )
-        else:
-            inputs = stack_inputs(inputs, augmented["inputs"])
-            y = np.concatenate([y, augmented["y"]])
-    model = make_classifier(params, seed)
-    model.fit(inputs, y, validation=(val["inputs"], val["y"]))
-    if model.skipped_reason_:
-        logger.warning(
-            "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
-        )
-    return model

@@ -1,0 +1,56 @@
+"""The training of one model variant: the modeling pipeline's node, and what
+each trial of the tuning pipeline runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from multimodal_fusion.fusion import Classifier, make_classifier, stack_inputs
+
+logger = logging.getLogger(__name__)
+
+
+def train_classifier(
+    model_inputs: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+    callbacks: Sequence[Any] = (),
+) -> Classifier:
+    """Trains one variant on the train split, early-stopping on val.
+
+    Args:
+        model_inputs: Splits from :func:`build_model_inputs` or :func:`align_inputs`.
+        params: The variant's estimator hyperparameters incl. ``modalities`` and
+            ``fusion`` (see :func:`multimodal_fusion.fusion.make_classifier`),
+            and ``augment``: whether to train on the ``train_augmented`` rows too.
+        seed: The project seed.
+        callbacks: Extra Keras callbacks for every network it trains (the tuning
+            pipeline's pruning).
+
+    Returns:
+        The fitted classifier (``skipped_reason_`` set when it had no data).
+    """
+    params = dict(params)
+    train, val = model_inputs["train"], model_inputs["val"]
+    inputs, y = train["inputs"], train["y"]
+    augmented = model_inputs.get("train_augmented")
+    if params.pop("augment", False):
+        if augmented is None or not len(augmented["y"]):
+            logger.warning(
+                "augment is true but there are no augmented rows "
+                "(modeling.augmentation.copies is 0): training on the originals only"
+            )
+        else:
+            inputs = stack_inputs(inputs, augmented["inputs"])
+            y = np.concatenate([y, augmented["y"]])
+    model = make_classifier(params, seed)
+    model.fit(inputs, y, validation=(val["inputs"], val["y"]), callbacks=callbacks)
+    if model.skipped_reason_:
+        logger.warning(
+            "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
+        )
+    return model
