@@ -10,12 +10,12 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-data test lint viz serve clean-outputs prune-versions
+.PHONY: install demo demo-data test lint viz serve mlflow clean-outputs prune-versions
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test]"
+	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test,tracking]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -56,6 +56,13 @@ serve: PORT = 8000
 serve: install
 	$(BIN)/python -m multimodal_fusion serve --port $(PORT) $(ARGS) \
 		--package "$$(ls -d data/local/06_models/model_package/*/model_package | tail -n 1)"
+
+# MLflow's UI on http://127.0.0.1:$(PORT) (5000 unless PORT=...), on the store of
+# conf/<ENV>/mlflow.yml (ENV=local by default): every tracked `kedro run`.
+mlflow: PORT = 5000
+mlflow: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro mlflow ui --env $(or $(ENV),local) \
+		--host 127.0.0.1 --port $(PORT)
 
 # Removes what the pipelines wrote in every environment (not the raw data).
 clean-outputs:
