@@ -10,7 +10,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-data test lint viz serve mlflow clean-outputs prune-versions
+.PHONY: install demo demo-data test lint viz serve mlflow notebook clean-outputs prune-versions
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,17 @@ mlflow: PORT = 5000
 mlflow: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro mlflow ui --env $(or $(ENV),local) \
 		--host 127.0.0.1 --port $(PORT)
+
+# JupyterLab on http://127.0.0.1:$(PORT) (8888 unless PORT=...), no browser, in
+# notebooks/; installs the `notebooks` extra the first time.
+notebook: PORT = 8888
+notebook: $(BIN)/.notebooks
+	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) \
+		--ServerApp.root_dir=notebooks
+
+$(BIN)/.notebooks: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	touch $@
 
 # Removes what the pipelines wrote in every environment (not the raw data).
 clean-outputs:

@@ -22,7 +22,12 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT
-from tests.project_copy import digests, outputs
+from tests.project_copy import (
+    TRACKING_STORE,
+    digests,
+    empty_tracking_store,
+    outputs,
+)
 from tests.toy_data import write_toy_dataset
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -44,6 +49,8 @@ def _copy_project(root: Path, notebook: Path, finished_run: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
+    if store := empty_tracking_store():
+        (root / TRACKING_STORE).write_bytes(store)
     write_toy_dataset(root / "data" / "01_raw", n=N_CONTACTS)
     shutil.copytree(finished_run / outputs(), root / outputs())
     nb_dir = root / "notebooks"
@@ -87,23 +94,19 @@ def _stdout(cell: nbformat.NotebookNode) -> str:
     )
 
 
+def _html_tables(cell: nbformat.NotebookNode) -> list[str]:
+    return [
+        out["data"]["text/html"]
+        for out in cell.outputs
+        if out["output_type"] == "execute_result" and "text/html" in out["data"]
+    ]
+
+
 def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
     audio = _mime_outputs(_tagged(nb, "listen"), "text/html")
     assert any("<audio" in html for html in audio), "no playable Audio output"
     assert _mime_outputs(_tagged(nb, "spectrogram"), "image/png")
     assert _mime_outputs(_tagged(nb, "histogram"), "image/png")
-
-    tables = [
-        out["data"]["text/html"]
-        for out in _tagged(nb, "predict").outputs
-        if out["output_type"] == "execute_result"
-    ]
-    assert tables, "no prediction table"
-    rows = dict(re.findall(r"<td>(new-1|voice-only)</td>\s*<td>(\w+)</td>", tables[0]))
-    assert rows == {"new-1": "predicted", "voice-only": "predicted"}
-    assert re.search(
-        r"<td>voice-only</td>(?:\s*<td>[^<]*</td>){4,}\s*<td>audio</td>", tables[0]
-    )
 
     probe = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
     toy_ids = [f"t{i:04d}" for i in range(N_CONTACTS)]
@@ -111,8 +114,61 @@ def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
     assert probe["durations"] == pytest.approx([0.6] * N_CONTACTS)
 
 
-# Extra checks per notebook; notebooks without an entry must just run cleanly.
-CHECKS = {"explore_contacts.ipynb": (DURATIONS_PROBE, _check_explore_contacts)}
+def _check_review_run(nb: nbformat.NotebookNode, finished_run: Path) -> None:
+    metrics = json.loads(_latest(finished_run / outputs(), "08_reporting/metrics.json"))
+    best = metrics["best_model"]
+    assert f"chosen model: {best}" in _stdout(_tagged(nb, "run"))
+    assert len(_mime_outputs(_tagged(nb, "features"), "image/png")) == 1
+
+    assert _html_tables(_tagged(nb, "metrics"))
+    probe = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
+    assert probe == {
+        name: pytest.approx([entry["macro_f1"], *entry["macro_f1_ci"]])
+        for name, entry in metrics.items()
+        if isinstance(entry, dict) and entry.get("status") == "trained"
+    }
+    gain = _stdout(_tagged(nb, "gain"))
+    low, high = metrics["fusion_gain_ci"]
+    assert f"fusion gain {metrics['fusion_gain_macro_f1']:+.3f} macro-F1" in gain
+    assert f"[{low:+.3f}, {high:+.3f}]" in gain
+    assert _mime_outputs(_tagged(nb, "gain"), "image/png")
+    assert _html_tables(_tagged(nb, "confusion"))
+
+    table = _html_tables(_tagged(nb, "predict"))[0]
+    rows = dict(
+        re.findall(r"<td>(new-1|text-only|voice-only)</td>\s*<td>(\w+)</td>", table)
+    )
+    assert rows == dict.fromkeys(["new-1", "text-only", "voice-only"], "predicted")
+    for contact, modalities in [("text-only", "text"), ("voice-only", "audio")]:
+        assert re.search(
+            rf"<td>{contact}</td>(?:\s*<td>[^<]*</td>){{4,}}\s*<td>{modalities}</td>",
+            table,
+        )
+
+
+def _latest(folder: Path, filepath: str) -> str:
+    """The newest version of a versioned file under ``folder``, as text."""
+    versions = sorted((folder / filepath).iterdir())
+    return (versions[-1] / Path(filepath).name).read_text()
+
+
+# Appended to review_run.ipynb: the scores table it built, for trained variants.
+SCORES_PROBE = """
+import json as _json
+_trained = scores.dropna(subset=["macro_f1"])[["macro_f1", "ci_low", "ci_high"]]
+print(_json.dumps({name: row.tolist() for name, row in _trained.iterrows()}))
+"""
+
+
+# Extra checks per notebook (probe cell appended, check of the executed notebook
+# and the finished run); notebooks without an entry must just run cleanly.
+CHECKS = {
+    "explore_contacts.ipynb": (
+        DURATIONS_PROBE,
+        lambda nb, _: _check_explore_contacts(nb),
+    ),
+    "review_run.ipynb": (SCORES_PROBE, _check_review_run),
+}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -133,7 +189,7 @@ def test_notebook_runs_on_toy_project(
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert not errors
     if check:
-        check(nb)
+        check(nb, toy_project)
     # The run wrote nothing into the project copy's data folder.
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["01_raw", "local"]
     assert digests(tmp_path / outputs()) == outputs_before
