@@ -1,14 +1,15 @@
 """Isolated copies of the Kedro project for end-to-end tests.
 
 A copy holds ``pyproject.toml``, every configuration environment, an empty
-``conf/local`` and an empty ``logs/``; the package itself comes from the editable
-install, so ``src/`` is an empty folder (``bootstrap_project`` insists that it
-exists). Runs inside a copy write their ``data/`` and logs there and never touch
-the real project's.
+``conf/local``, an empty ``logs/`` and an empty MLflow store; the package itself
+comes from the editable install, so ``src/`` is an empty folder
+(``bootstrap_project`` insists that it exists). Runs inside a copy write their
+``data/``, logs and MLflow runs there and never touch the real project's.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -37,6 +38,10 @@ QUICK = {
 }
 
 
+# The embedded MLflow store of conf/base/mlflow.yml, at the project root.
+TRACKING_STORE = "mlruns.db"
+
+
 def outputs(env: str | None = None) -> Path:
     """Where a run in ``env`` writes its outputs, relative to the project
     (``conf/base/globals.yml``: ``data/<env>``, ``local`` by default)."""
@@ -53,8 +58,24 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
+@functools.cache
+def empty_tracking_store() -> bytes | None:
+    """The bytes of an empty MLflow SQLite store, made once per process (None
+    without the ``tracking`` extra). MLflow builds a new store with about 3 s of
+    schema migrations; a project copy starts from this one instead."""
+    try:
+        import mlflow
+    except ModuleNotFoundError:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        store = Path(folder) / TRACKING_STORE
+        mlflow.MlflowClient(f"sqlite:///{store.as_posix()}").search_experiments()
+        return store.read_bytes()
+
+
 def copy_project(destination: Path) -> Path:
-    """Copies ``pyproject.toml`` and ``conf/`` (without ``conf/local``).
+    """Copies ``pyproject.toml`` and ``conf/`` (without ``conf/local``), and
+    puts an empty MLflow store where ``conf/base/mlflow.yml`` looks for it.
 
     Args:
         destination: A folder that does not exist yet, or an empty one.
@@ -72,6 +93,8 @@ def copy_project(destination: Path) -> Path:
     (destination / "conf" / "local").mkdir()
     (destination / "src").mkdir()
     (destination / "logs").mkdir()  # conf/logging.yml's log file
+    if store := empty_tracking_store():
+        (destination / TRACKING_STORE).write_bytes(store)
     return destination
 
 
