@@ -58,11 +58,12 @@ serve: install
 		--package "$$(ls -d data/local/06_models/model_package/*/model_package | tail -n 1)"
 
 # MLflow's UI on http://127.0.0.1:$(PORT) (5000 unless PORT=...), on the store of
-# conf/<ENV>/mlflow.yml (ENV=local by default): every tracked `kedro run`.
+# conf/<ENV>/mlflow.yml (ENV=local by default): every tracked `kedro run`. One
+# server worker (MLflow starts 4, too many for 2 cores).
 mlflow: PORT = 5000
 mlflow: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro mlflow ui --env $(or $(ENV),local) \
-		--host 127.0.0.1 --port $(PORT)
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_WORKERS=$${MLFLOW_WORKERS:-1} \
+		$(BIN)/kedro mlflow ui --env $(or $(ENV),local) --host 127.0.0.1 --port $(PORT)
 
 # JupyterLab on http://127.0.0.1:$(PORT) (8888 unless PORT=...), no browser, in
 # notebooks/; installs the `notebooks` extra the first time.

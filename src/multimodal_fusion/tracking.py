@@ -6,6 +6,7 @@ installed (the ``tracking`` extra)."""
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -96,6 +97,14 @@ def tracking_hooks() -> tuple[Any, ...]:
     """The project's tracking hook when kedro-mlflow is installed, else none."""
     if importlib.util.find_spec("kedro_mlflow") is None:
         return ()
-    from multimodal_fusion.mlflow_hook import RunTracking
-
+    # kedro-mlflow's pipeline model (not used here) has an untyped `predict`, which
+    # MLflow warns about on import, on the console of every run, through a filter
+    # of its own that a warning filter cannot override: drop that one warning.
+    with warnings.catch_warnings(record=True) as caught:
+        from multimodal_fusion.mlflow_hook import RunTracking
+    for warning in caught:
+        if "type hints to the `predict` method" not in str(warning.message):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     return (RunTracking(),)
