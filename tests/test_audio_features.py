@@ -27,13 +27,15 @@ def _tone(sample_rate, seconds, amplitude=0.5):
     return (amplitude * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
 
 
-def _librosa_features(waveform, sample_rate, *, n_fft, hop_length, n_mels):
+def _librosa_features(
+    waveform, sample_rate, *, n_fft, hop_length, n_mels, floor_db=80.0
+):
     """What the project computed with librosa before: log-mel frames and the
     pooled statistics vector."""
     mel = librosa.feature.melspectrogram(
         y=waveform, sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
     )
-    frames = librosa.power_to_db(mel, ref=1.0, top_db=80.0)
+    frames = librosa.power_to_db(mel, ref=1.0, top_db=floor_db)
     mfcc = librosa.feature.mfcc(S=frames, n_mfcc=STATS["n_mfcc"])
     width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))
     if width >= 3:
@@ -60,17 +62,24 @@ def _random_clips(sample_rate, lengths, seed=0):
     ]
 
 
-def _assert_matches_librosa(clips, sample_rate, max_frames=10_000):
+def _assert_matches_librosa(clips, sample_rate, max_frames=10_000, floor_db=80.0):
     config = CONFIGS[sample_rate]
     extractor = AudioFeatureExtractor(
-        sample_rate=sample_rate, **config, **STATS, max_frames=max_frames
+        sample_rate=sample_rate,
+        **config,
+        **STATS,
+        max_frames=max_frames,
+        floor_db=floor_db,
     )
     batch = extractor(clips)
     offset = 0
     for i, clip in enumerate(clips):
-        frames, pooled = _librosa_features(clip.waveform, sample_rate, **config)
+        frames, pooled = _librosa_features(
+            clip.waveform, sample_rate, **config, floor_db=floor_db
+        )
         kept = batch.frames[offset : offset + batch.n_frames[i]]
         offset += batch.n_frames[i]
+        assert batch.frames_total[i] == len(frames)
         assert batch.n_frames[i] == min(len(frames), max_frames)
         np.testing.assert_allclose(kept, frames[:max_frames], atol=2e-3)
         np.testing.assert_allclose(batch.pooled[i], pooled, rtol=1e-4, atol=2e-3)
@@ -87,15 +96,51 @@ def test_batched_features_equal_librosa_for_every_length(sample_rate):
     _assert_matches_librosa(_random_clips(sample_rate, lengths), sample_rate)
 
 
-def test_batched_features_equal_librosa_on_spoken_digits(shared_data):
+@pytest.mark.parametrize("floor_db", [80.0, 50.0])
+def test_batched_features_equal_librosa_on_spoken_digits(shared_data, floor_db):
     paths = sorted((shared_data / "fsdd" / "recordings").glob("*.wav"))[::60]
     clips = [AudioClip(*sf.read(path, dtype="float32")) for path in paths]
-    _assert_matches_librosa(clips, 8000)
+    _assert_matches_librosa(clips, 8000, floor_db=floor_db)
 
 
 def test_frames_are_capped_but_statistics_use_the_whole_clip():
     clips = _random_clips(16000, [16000, 800])
     _assert_matches_librosa(clips, 16000, max_frames=30)
+
+
+def test_without_max_frames_every_frame_is_kept():
+    extractor = AudioFeatureExtractor(
+        sample_rate=8000, **CONFIGS[8000], **STATS, max_frames=None
+    )
+    batch = extractor(_random_clips(8000, [80_000, 800]))
+    np.testing.assert_array_equal(batch.n_frames, batch.frames_total)
+    assert batch.n_frames[0] == 1001
+
+
+def _spoken_with_digital_silence(sample_rate=8000):
+    """Two vowel-like bursts (harmonics, rising then falling) separated and
+    framed by exact digital silence, as in FSDD's recordings."""
+    t = np.arange(int(0.25 * sample_rate)) / sample_rate
+    envelope = np.sin(np.pi * t / t[-1]) ** 2
+    burst = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 660), 1))
+    silence = np.zeros(int(0.15 * sample_rate))
+    wave = np.concatenate([silence, burst * envelope, silence, burst * envelope])
+    return (0.3 * np.concatenate([wave, silence])).astype(np.float32)
+
+
+@pytest.mark.parametrize("floor_db", [80.0, 50.0])
+def test_the_floor_keeps_mild_noise_from_changing_the_frames(floor_db):
+    from multimodal_fusion.robustness.sweeps import noisy_clip
+
+    clean = AudioClip(_spoken_with_digital_silence(), 8000)
+    noisy = noisy_clip(clean, "white", 30.0, np.random.default_rng(0))
+    extractor = AudioFeatureExtractor(
+        sample_rate=8000, **CONFIGS[8000], **STATS, max_frames=None, floor_db=floor_db
+    )
+    change = np.abs(extractor([clean]).frames - extractor([noisy]).frames).mean()
+    # 80 dB of range keeps the silence's floor, which 30 dB noise lifts by tens
+    # of dB; 50 dB puts the floor above the noise.
+    assert change > 10 if floor_db == 80 else change < 2
 
 
 def test_mel_filterbank_equals_librosa():

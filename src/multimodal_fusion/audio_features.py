@@ -5,7 +5,7 @@ Everything is float32 NumPy/SciPy computed on batches of clips: the window, the
 mel filterbank, the DCT matrix and the delta filters are computed once per
 configuration, the frames of a whole batch go through one FFT and one matrix
 product, and per-clip statistics are segment reductions over the batch. The
-results match librosa's ``melspectrogram`` + ``power_to_db(top_db=80)``,
+results match librosa's ``melspectrogram`` + ``power_to_db(top_db=floor_db)``,
 ``mfcc`` and ``delta`` (``mode="interp"``) to float32 rounding; librosa itself is
 not called.
 
@@ -49,27 +49,49 @@ def _local_index(n_frames: np.ndarray) -> np.ndarray:
 
 
 class LogMel:
-    """Log-mel spectrogram (dB, ``top_db=80``, ``ref=1``) of a batch of clips.
+    """Log-mel spectrogram (dB, ``ref=1``) of a batch of clips, floored
+    ``floor_db`` below each clip's loudest cell.
 
     Same frames as ``librosa.feature.melspectrogram`` (centred, zero-padded, Hann
-    window, power 2, Slaney mel filterbank) followed by ``librosa.power_to_db``.
+    window, power 2, Slaney mel filterbank) followed by ``librosa.power_to_db``
+    with ``top_db=floor_db``, per clip.
+
+    The floor is what makes the features hold under background noise: cells
+    far below the clip's peak (exact digital silence, quiet bands between
+    words) are wiped out by any noise, so a model that learned their values on
+    clean recordings fails on noisy ones. Below the floor every clip looks the
+    same, clean or not.
 
     Args:
         sample_rate: Rate of the waveforms in Hz.
         n_fft: FFT size in samples (also the window length).
         hop_length: Step between frames in samples.
         n_mels: Number of mel bands.
+        floor_db: Dynamic range kept below each clip's loudest cell, in dB
+            (librosa's ``top_db``, 80 by default).
 
     Raises:
-        ValueError: when a size is not a positive integer.
+        ValueError: when a size is not a positive integer or ``floor_db`` is not
+            positive.
     """
 
     def __init__(
-        self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int
+        self,
+        *,
+        sample_rate: int,
+        n_fft: int,
+        hop_length: int,
+        n_mels: int,
+        floor_db: float = TOP_DB,
     ) -> None:
         _check_positive(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
         )
+        if not floor_db > 0:
+            raise ValueError(
+                f"floor_db must be a positive number of dB, got {floor_db}"
+            )
+        self.floor_db = float(floor_db)
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -115,7 +137,8 @@ class LogMel:
             power = np.square(spectrum.real) + np.square(spectrum.imag)
             mel[start : start + len(block)] = power @ self._mel_basis
         db = 10.0 * np.log10(np.maximum(mel, AMIN, out=mel), out=mel)
-        floor = np.maximum.reduceat(db.max(axis=1), clip_starts(n_frames)) - TOP_DB
+        peak = np.maximum.reduceat(db.max(axis=1), clip_starts(n_frames))
+        floor = peak - self.floor_db
         np.maximum(db, np.repeat(floor, n_frames)[:, None], out=db)
         return db, n_frames
 
@@ -271,11 +294,14 @@ class FeatureBatch(NamedTuple):
         pooled: ``(b, d)`` float32 clip statistics (over the whole clip).
         frames: Ragged log-mel frames, each clip's first ``n_frames`` frames.
         n_frames: ``(b,)`` int32 frames kept per clip (≤ ``max_frames``).
+        frames_total: ``(b,)`` int32 frames of each whole clip; more than
+            ``n_frames`` when the clip was cut.
     """
 
     pooled: np.ndarray
     frames: np.ndarray
     n_frames: np.ndarray
+    frames_total: np.ndarray
 
 
 class AudioFeatureExtractor:
@@ -288,8 +314,11 @@ class AudioFeatureExtractor:
         sample_rate: Rate the features are computed at, in Hz.
         n_fft, hop_length, n_mels: The log-mel frames (see :class:`LogMel`).
         n_mfcc, n_segments: The pooled statistics (see :class:`PooledStatistics`).
-        max_frames: Frames kept per clip for sequence models; the statistics use
-            every frame.
+        max_frames: Frames kept per clip for sequence models (the first ones; a
+            longer clip is cut, and counted in ``frames_total``), None for every
+            frame; the statistics use every frame.
+        floor_db: Log-mel cells more than this many dB below the clip's
+            loudest cell are raised to that floor (see :class:`LogMel`).
     """
 
     def __init__(
@@ -301,11 +330,15 @@ class AudioFeatureExtractor:
         n_mels: int,
         n_mfcc: int,
         n_segments: int,
-        max_frames: int,
+        max_frames: int | None,
+        floor_db: float = TOP_DB,
     ) -> None:
-        _check_positive(max_frames=max_frames)
+        if max_frames is not None:
+            _check_positive(max_frames=max_frames)
         self.max_frames = max_frames
-        self.log_mel = _log_mel_front_end(sample_rate, n_fft, hop_length, n_mels)
+        self.log_mel = _log_mel_front_end(
+            sample_rate, n_fft, hop_length, n_mels, floor_db
+        )
         self.statistics = _pooled_statistics(n_mels, n_mfcc, n_segments)
 
     @property
@@ -321,9 +354,15 @@ class AudioFeatureExtractor:
         waveforms = [self._prepare(clip) for clip in clips]
         frames, n_frames = self.log_mel(waveforms)
         pooled = self.statistics(frames, n_frames)
-        kept = np.minimum(n_frames, self.max_frames)
+        kept = (
+            n_frames
+            if self.max_frames is None
+            else np.minimum(n_frames, self.max_frames)
+        )
         keep = _local_index(n_frames) < np.repeat(kept, n_frames)
-        return FeatureBatch(pooled, frames[keep], kept.astype(np.int32))
+        return FeatureBatch(
+            pooled, frames[keep], kept.astype(np.int32), n_frames.astype(np.int32)
+        )
 
     def load_and_extract(
         self, loaders: Mapping[str, Callable[[], AudioClip]], ids: Sequence[str]
@@ -369,10 +408,14 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _log_mel_front_end(
-    sample_rate: int, n_fft: int, hop_length: int, n_mels: int
+    sample_rate: int, n_fft: int, hop_length: int, n_mels: int, floor_db: float
 ) -> LogMel:
     return LogMel(
-        sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        n_mels=n_mels,
+        floor_db=floor_db,
     )
 
 
@@ -385,7 +428,7 @@ def log_mel(
     waveform: np.ndarray, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int
 ) -> np.ndarray:
     """Log-mel spectrogram in dB of one clip, shape ``(n_frames, n_mels)``."""
-    front_end = _log_mel_front_end(sample_rate, n_fft, hop_length, n_mels)
+    front_end = _log_mel_front_end(sample_rate, n_fft, hop_length, n_mels, TOP_DB)
     return front_end([np.asarray(waveform, dtype=np.float32)])[0]
 
 

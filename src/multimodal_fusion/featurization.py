@@ -36,6 +36,9 @@ from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 logger = logging.getLogger(__name__)
 
 FEATURE_PARAMS = ("n_fft", "hop_length", "n_mels", "n_mfcc", "n_segments", "max_frames")
+# Feature parameters added later: a model package saved without them keeps the
+# extractor's default (its behaviour then).
+OPTIONAL_FEATURE_PARAMS = ("floor_db",)
 # Frames held in memory per chunk written or block read (about).
 BLOCK_BYTES = 16 * 2**20
 
@@ -93,6 +96,8 @@ def extract_audio_features(
     clean_audio: dict[str, Callable[[], AudioClip]],
     params: dict[str, Any],
     sample_rate: int,
+    *,
+    log_cuts: bool = True,
 ) -> Iterator[ArrayChunk]:
     """Log-mel frames and pooled statistics of every contact, streamed in chunks.
 
@@ -105,13 +110,17 @@ def extract_audio_features(
         contacts: Split contacts; rows without audio get zero features.
         clean_audio: Prepared clips by id, loaded lazily.
         params: ``n_fft``, ``hop_length``, ``n_mels``, ``max_frames``, ``n_mfcc``,
-            ``n_segments`` (the features); ``n_jobs`` (processes, null for every
-            core) and ``batch_size`` (clips per batch).
+            ``n_segments``, ``floor_db`` (the features); ``n_jobs`` (processes,
+            null for every core) and ``batch_size`` (clips per batch).
         sample_rate: Rate the clips were prepared at; others are resampled.
+        log_cuts: Log how many clips were longer than ``max_frames`` (once, at
+            the end).
 
     Yields:
         Chunks of consecutive contact rows with ``ids``, ``present``,
-        ``n_frames`` (frames kept, at most ``max_frames``), ``pooled`` (rows × d
+        ``n_frames`` (frames kept, at most ``max_frames``), ``frames_total``
+        (frames of the whole clip; more than ``n_frames`` when it was cut),
+        ``pooled`` (rows × d
         float32, zero without audio; d = 0 when no contact has audio) and
         ``frames``: the kept log-mel frames of the chunk's clips, stacked in row
         order (``(sum(n_frames), n_mels)`` float32, unscaled).
@@ -126,9 +135,7 @@ def extract_audio_features(
             f"(first: {', '.join(missing[:3])}). Re-run data_processing to rebuild "
             "both."
         )
-    extractor = AudioFeatureExtractor(
-        sample_rate=sample_rate, **{key: params[key] for key in FEATURE_PARAMS}
-    )
+    extractor = audio_extractor(params, sample_rate)
     chunk = functools.partial(
         _feature_chunk,
         ids,
@@ -146,7 +153,7 @@ def extract_audio_features(
         batch_size=size,
         n_jobs=params["n_jobs"],
     )
-    done, pending = 0, []
+    done, pending, lengths = 0, [], []
     with tqdm(
         total=len(rows),
         desc="audio features",
@@ -157,12 +164,48 @@ def extract_audio_features(
     ) as progress:
         for start, batch in zip(range(0, len(rows), size), batches, strict=True):
             pending.append((rows[start : start + size], batch))
+            lengths.append((batch.frames_total, batch.n_frames))
             progress.update(len(pending[-1][0]))
             last = start + size >= len(rows)
             if last or sum(b.frames.nbytes for _, b in pending) >= BLOCK_BYTES:
                 stop = len(ids) if last else pending[-1][0][-1] + 1
                 yield chunk(range(done, stop), _merge(pending))
                 done, pending = stop, []
+    if log_cuts:
+        _log_cut_clips(*map(np.concatenate, zip(*lengths, strict=True)), extractor)
+
+
+def audio_extractor(params: dict[str, Any], sample_rate: int) -> AudioFeatureExtractor:
+    """The extractor of the ``feature_extraction.audio`` parameters."""
+    optional = {key: params[key] for key in OPTIONAL_FEATURE_PARAMS if key in params}
+    return AudioFeatureExtractor(
+        sample_rate=sample_rate,
+        **{key: params[key] for key in FEATURE_PARAMS},
+        **optional,
+    )
+
+
+def _log_cut_clips(
+    frames_total: np.ndarray, n_frames: np.ndarray, extractor: AudioFeatureExtractor
+) -> None:
+    """One line saying how many clips the frame model sees only in part."""
+    cut = frames_total > n_frames
+    if not cut.any():
+        return
+    seconds = extractor.log_mel.hop_length / extractor.sample_rate
+    logger.warning(
+        "%d of %d clips are longer than %.1f s: the frame model sees their first "
+        "%.1f s only (%.0f s of audio cut in all; the pooled statistics still "
+        "cover every frame). Raise feature_extraction.audio.max_frames (now %d, "
+        "null for no limit) to keep more; raw_audio_features holds each clip's "
+        "frames_total and n_frames.",
+        int(cut.sum()),
+        len(cut),
+        extractor.max_frames * seconds,
+        extractor.max_frames * seconds,
+        float((frames_total - n_frames)[cut].sum()) * seconds,
+        extractor.max_frames,
+    )
 
 
 def _merge(
@@ -187,16 +230,19 @@ def _feature_chunk(
     features."""
     pooled = np.zeros((len(span), width), np.float32)
     n_frames = np.zeros(len(span), np.int32)
+    frames_total = np.zeros(len(span), np.int32)
     frames = np.zeros((0, n_mels), np.float32)
     if batch is not None:
         rows, features = batch
         pooled[rows - span.start] = features.pooled
         n_frames[rows - span.start] = features.n_frames
+        frames_total[rows - span.start] = features.frames_total
         frames = features.frames
     arrays = {
         "ids": ids[span.start : span.stop],
         "present": present[span.start : span.stop],
         "n_frames": n_frames,
+        "frames_total": frames_total,
         "pooled": pooled,
         "frames": frames,
     }
@@ -260,10 +306,21 @@ class FeaturePath(Stateful):
         ``standardize_audio_features``, in memory."""
         raw = gather_chunks(
             extract_audio_features(
-                rows, clean_audio, self.audio_params, self.sample_rate
+                rows, clean_audio, self.audio_params, self.sample_rate, log_cuts=False
             )
         )
         n, width = len(rows), self.n_frames
+        cut = int((raw["frames_total"] > width).sum())
+        if cut:
+            logger.warning(
+                "%d of %d clips hold more than the %d frames the models were "
+                "trained on (the longest training clip, at most max_frames): "
+                "the frame model sees their first %d frames only.",
+                cut,
+                int(raw["present"].sum()),
+                width,
+                width,
+            )
         frames = np.zeros((n, width, self.audio_params["n_mels"]), np.float32)
         pooled = np.zeros((n, self.pooled_width), np.float32)
         if raw["present"].any():

@@ -80,11 +80,14 @@ def _frame_convolutions(frames, hp: dict[str, Any]):
 
 def vector_branch(modality: str, inputs: dict, hp: dict[str, Any], frames):
     """Dense+Dropout over a modality's vector; the audio branch also sees a CNN
-    over log-mel frames, max-pooled over time, when ``frames`` is given."""
+    over log-mel frames when ``frames`` is given, mean- and max-pooled over the
+    clip's real frames (padding masked), so the whole clip counts however long
+    the padded batch is."""
     features = inputs[modality]
     if frames is not None:
-        sequence, _ = _frame_convolutions(frames, hp)
-        encoded = layers.GlobalMaxPooling1D(name="frames_max")(sequence)
+        sequence, stride = _frame_convolutions(frames, hp)
+        mask = SequenceMask(pool=stride, name="frames_mask")(frames)
+        encoded = MaskedPooling(name="frames_pool")([sequence, mask])
         features = layers.Concatenate(name=f"{modality}_features")([features, encoded])
     dense = layers.Dense(
         hp["branch_units"], activation="relu", name=f"{modality}_dense"

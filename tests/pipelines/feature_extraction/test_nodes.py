@@ -141,6 +141,7 @@ def test_audio_features_cover_every_contact_and_only_load_its_clips(tmp_path):
     assert features["ids"].tolist() == ["a", "b", "c", "d"]
     assert features["pooled"].shape == (4, 280)
     assert features["n_frames"].tolist() == [50, 0, 50, 50]  # capped at max_frames
+    assert features["frames_total"].tolist() == [81, 0, 201, 81]  # whole clips
     assert features["frames"].shape == (150, 40)  # the kept frames, stacked
     assert not features["pooled"][1].any()
     assert not np.allclose(features["pooled"][0], features["pooled"][2])
@@ -250,7 +251,7 @@ def test_parallel_features_equal_the_single_process_features(tmp_path, monkeypat
     assert (
         set(single)
         == set(parallel)
-        == {"ids", "present", "n_frames", "pooled", "frames"}
+        == {"ids", "present", "n_frames", "frames_total", "pooled", "frames"}
     )
     for key in single:
         np.testing.assert_array_equal(parallel[key], single[key], err_msg=key)
