@@ -45,19 +45,27 @@ from tests.project_copy import copy_project, run_session  # noqa: E402
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 
-def run_speaker(project: Path, data_root: Path, speaker: str) -> dict:
-    """Runs ``__default__`` with ``speaker`` held out; returns its metrics."""
+def run_fsdd(project: Path, data_root: Path, params: dict | None = None) -> dict:
+    """Runs ``__default__`` in the ``fsdd`` environment with the runtime
+    ``params``; returns the run's metrics."""
     run_session(
         project,
         env="fsdd",
-        runtime_params={
-            "data_root": str(data_root),
-            "data_processing": {"split": {"test_ids_matching": f"_{speaker}_"}},
-        },
+        runtime_params={"data_root": str(data_root), **(params or {})},
     )
     folder = project / "data/fsdd/08_reporting/metrics.json"  # conf/base/globals.yml
     latest = sorted(p for p in folder.iterdir() if p.is_dir())[-1]
     return json.loads((latest / "metrics.json").read_text())
+
+
+def speaker_held_out(speaker: str) -> dict:
+    """The runtime parameters that make ``speaker``'s recordings the test split."""
+    return {"data_processing": {"split": {"test_ids_matching": f"_{speaker}_"}}}
+
+
+def run_speaker(project: Path, data_root: Path, speaker: str) -> dict:
+    """Runs ``__default__`` with ``speaker`` held out; returns its metrics."""
+    return run_fsdd(project, data_root, speaker_held_out(speaker))
 
 
 def main() -> int:
