@@ -25,13 +25,13 @@ from tests.conftest import PROJECT_ROOT
 RATE = 16000  # data_processing.audio.sample_rate
 SECONDS, TAIL = 5.0, 0.8  # the class tone sits in the last TAIL seconds
 TONES = (500, 900, 1300, 1700)
-SPLITS = {"train": 8, "val": 3, "test": 6}  # clips per class
+SPLITS = {"train": 12, "val": 4, "test": 6}  # clips per class
 SMALL_NETWORK = {
     "conv_channels": (16, 32),
     "branch_units": 32,
     "fusion_units": 32,
-    "epochs": 20,
-    "patience": 20,
+    "epochs": 30,
+    "patience": 30,
     "seed": 0,
 }
 
