@@ -8,6 +8,7 @@ runs use ``../shared/data`` and skip when it is absent.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 from pathlib import Path
 from typing import Any
@@ -336,9 +337,17 @@ def test_toy_html_report_renders_every_plot_in_chromium(toy_project, tmp_path):
 
 # --- an interrupted run resumes with --only-missing-outputs ----------------------
 
-DATA_PROCESSING_NODES = (
-    "clean_labels, clean_texts, join_contacts, prepare_audio, split_contacts, "
-    "summarise_data"
+# Node names carry their stage (the kedro-viz groups, pipeline_registry.py).
+DATA_PROCESSING_NODES = ", ".join(
+    f"data_processing.{name}"
+    for name in (
+        "clean_labels",
+        "clean_texts",
+        "join_contacts",
+        "prepare_audio",
+        "split_contacts",
+        "summarise_data",
+    )
 )
 
 
@@ -390,7 +399,16 @@ def test_parallel_runner_gives_the_sequential_metrics_and_features(
     # workers cannot use: start them fresh, as Kedro documents. `kedro run
     # --runner ParallelRunner` needs no such setting (TF loads in workers only).
     monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
-    run_session(project, runner=ParallelRunner(), runtime_params=QUICK)
+    # Kedro configures the project in a worker only when the *global* start
+    # method is spawn (a spawned child inherits it); otherwise the worker has
+    # Kedro's default settings and the kedro-mlflow plugin hook the project
+    # replaces fails there.
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        run_session(project, runner=ParallelRunner(), runtime_params=QUICK)
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
     parallel = _latest_json(project, f"{REPORTING}/metrics.json")
     sequential = _latest_json(toy_project, f"{REPORTING}/metrics.json")
@@ -477,7 +495,7 @@ def test_demo_outputs_and_logs_carry_no_planted_pii(demo_project):
     data = demo_project / "data"
     assert scan_for(pii, data, exclude=[data / "01_raw"]) == []
     log = demo_project / "run.log"
-    assert "Completed node: clean_texts" in log.read_text()
+    assert "Completed node: data_processing.clean_texts" in log.read_text()
     assert scan_for(pii, log.parent, exclude=[data]) == []
 
 

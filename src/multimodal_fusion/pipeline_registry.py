@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
@@ -22,8 +24,14 @@ def as_stage(pipeline: Pipeline, name: str) -> Pipeline:
     ``modeling.text_only``). Dataset and parameter names are unchanged; node
     names gain the prefix (``data_processing.split_contacts``), and
     ``kedro run --namespaces modeling`` runs one stage.
+
+    Kedro warns about dotted dataset names outside a node's top namespace: here
+    they are the variants' own namespaced datasets (``text_only.metrics``, made
+    by Kedro's namespacing), now inside a stage, so that warning is silenced.
     """
-    return Pipeline(pipeline, namespace=name, prefix_datasets_with_namespace=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "One or more dataset names contain '.'")
+        return Pipeline(pipeline, namespace=name, prefix_datasets_with_namespace=False)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
