@@ -48,6 +48,12 @@ def outputs(env: str | None = None) -> Path:
     return Path("data") / (env or "local")
 
 
+def latest_version(folder: Path) -> Path:
+    """The newest saved version of a versioned dataset at ``folder``: Kedro
+    stores ``<folder>/<timestamp>/<folder's name>``, timestamps sort in time."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
+
+
 def digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder``, by relative path: equal digests
     mean nothing under it was written."""

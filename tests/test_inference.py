@@ -23,7 +23,7 @@ from multimodal_fusion.evaluation import top_labels
 from multimodal_fusion.fusion import blank_modality
 from multimodal_fusion.package import MANIFEST, ModelPackage, PackageError
 from multimodal_fusion.persistence import ARRAYS_FILE, STATE_FILE
-from tests.project_copy import outputs, run_session
+from tests.project_copy import latest_version, outputs, run_session
 from tests.test_persistence import Marker
 from tests.toy_data import write_toy_dataset
 
@@ -33,8 +33,7 @@ LABEL_ONLY = "x_label_only"
 
 
 def _latest(project: Path, filepath: str) -> Path:
-    folder = project / OUTPUTS / filepath
-    return sorted(p for p in folder.iterdir() if p.is_dir())[-1] / folder.name
+    return latest_version(project / OUTPUTS / filepath)
 
 
 def _package_folder(project: Path) -> Path:

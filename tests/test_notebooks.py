@@ -26,6 +26,7 @@ from tests.project_copy import (
     TRACKING_STORE,
     digests,
     empty_tracking_store,
+    latest_version,
     outputs,
 )
 from tests.toy_data import write_toy_dataset
@@ -115,7 +116,11 @@ def _check_explore_contacts(nb: nbformat.NotebookNode) -> None:
 
 
 def _check_review_run(nb: nbformat.NotebookNode, finished_run: Path) -> None:
-    metrics = json.loads(_latest(finished_run / outputs(), "08_reporting/metrics.json"))
+    metrics = json.loads(
+        latest_version(
+            finished_run / outputs() / "08_reporting/metrics.json"
+        ).read_text()
+    )
     best = metrics["best_model"]
     assert f"chosen model: {best}" in _stdout(_tagged(nb, "run"))
     assert len(_mime_outputs(_tagged(nb, "features"), "image/png")) == 1
@@ -144,12 +149,6 @@ def _check_review_run(nb: nbformat.NotebookNode, finished_run: Path) -> None:
             rf"<td>{contact}</td>(?:\s*<td>[^<]*</td>){{4,}}\s*<td>{modalities}</td>",
             table,
         )
-
-
-def _latest(folder: Path, filepath: str) -> str:
-    """The newest version of a versioned file under ``folder``, as text."""
-    versions = sorted((folder / filepath).iterdir())
-    return (versions[-1] / Path(filepath).name).read_text()
 
 
 # Appended to review_run.ipynb: the scores table it built, for trained variants.

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from multimodal_fusion.evaluation import trained_variants
+from multimodal_fusion.parameters import without_anchors
 
 PARAMS_PREFIX = "params:"
 
@@ -40,17 +41,14 @@ def run_parameters(
     """
     flat = {}
     for name in datasets:
-        if name.startswith(PARAMS_PREFIX):
-            key = name.removeprefix(PARAMS_PREFIX)
-            value = parameters
-            for part in key.split("."):
-                value = value[part]
-            flat.update(_flatten(value, key))
-    return {
-        key: flat[key]
-        for key in sorted(flat)
-        if not any(part.startswith("_") for part in key.split("."))
-    }
+        key = name.removeprefix(PARAMS_PREFIX)
+        if key == name or any(part.startswith("_") for part in key.split(".")):
+            continue
+        value = parameters
+        for part in key.split("."):
+            value = value[part]
+        flat.update(_flatten(without_anchors(value), key))
+    return dict(sorted(flat.items()))
 
 
 def headline_metrics(

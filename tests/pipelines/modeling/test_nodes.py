@@ -39,8 +39,8 @@ from multimodal_fusion.pipelines.modeling.nodes import (
     augment_training_split,
     build_model_inputs,
     fit_alignment,
-    train_classifier,
 )
+from multimodal_fusion.training import train_classifier
 
 MLP = {
     "branch_units": 32,

@@ -12,7 +12,7 @@ from typing import Any
 from multimodal_fusion.robustness.sweeps import PERTURBED_MODALITY
 from multimodal_fusion.variants import VARIANT_INPUTS
 from tests.browser import render_dom, requires_chromium
-from tests.project_copy import outputs
+from tests.project_copy import latest_version, outputs
 
 REPORTING = outputs() / "08_reporting"
 WINDOW = (1280, 800)
@@ -47,10 +47,6 @@ window.addEventListener("load", () => setTimeout(() => {
 </script>"""
 
 
-def _latest(project: Path, filepath: Path) -> Path:
-    return sorted((project / filepath).glob("*/*"))[-1]
-
-
 def _probe(report: Path, folder: Path) -> dict[str, Any]:
     """The probe's measurements of a copy of ``report`` rendered at WINDOW."""
     page = folder / "report.html"
@@ -81,8 +77,10 @@ def _variant_colours(traces: list[dict[str, Any]]) -> dict[str, set[str]]:
 def test_the_report_answers_on_the_first_screen_with_one_colour_per_variant(
     toy_project, tmp_path
 ):
-    metrics = json.loads(_latest(toy_project, REPORTING / "metrics.json").read_text())
-    probe = _probe(_latest(toy_project, REPORTING / "report.html"), tmp_path)
+    metrics = json.loads(
+        latest_version(toy_project / REPORTING / "metrics.json").read_text()
+    )
+    probe = _probe(latest_version(toy_project / REPORTING / "report.html"), tmp_path)
 
     # A 1280x800 window: its viewport is less high (headless Chromium keeps
     # room for a browser's bars, as a reader's screen would).

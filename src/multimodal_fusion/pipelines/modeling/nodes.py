@@ -24,10 +24,6 @@ from multimodal_fusion.featurization import FeaturePath
 from multimodal_fusion.robustness.audio_robust import augment_clip
 from multimodal_fusion.robustness.text_robust import augment_text
 
-# The training of one variant, modeling's node: a plain module, since the
-# tuning pipeline trains through it too.
-from multimodal_fusion.training import train_classifier  # noqa: F401
-
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")

@@ -6,13 +6,13 @@ under its own namespace (the variant table is :mod:`multimodal_fusion.variants`)
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.alignment import align_inputs
+from multimodal_fusion.training import train_classifier
 from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS, variant_output
 
 from .nodes import (
     augment_training_split,
     build_model_inputs,
     fit_alignment,
-    train_classifier,
 )
 
 

@@ -26,6 +26,7 @@ from multimodal_fusion.evaluation import (  # noqa: E402
 from multimodal_fusion.featurization import FeaturePath  # noqa: E402
 from multimodal_fusion.monitoring import profile, signal_values  # noqa: E402
 from multimodal_fusion.package import ModelPackage, library_versions  # noqa: E402
+from multimodal_fusion.parameters import without_anchors  # noqa: E402
 from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     LEVEL_TITLES,
     PERTURBED_MODALITY,
@@ -397,17 +398,23 @@ def summarise_history(
     return rows
 
 
+def _history_variants(run_history: list[dict[str, Any]]) -> list[str]:
+    """Every variant with a test macro-F1 in some saved run, sorted."""
+    suffix = ".macro_f1"
+    return sorted(
+        {
+            k.removesuffix(suffix)
+            for row in run_history
+            for k in row
+            if k.endswith(suffix)
+        }
+    )
+
+
 def plot_run_history(run_history: list[dict[str, Any]]) -> go.Figure:
     """Test macro-F1 per variant across runs."""
     versions = [row["version"] for row in run_history]
-    names = sorted(
-        {
-            k[: -len(".macro_f1")]
-            for row in run_history
-            for k in row
-            if k.endswith(".macro_f1")
-        }
-    )
+    names = _history_variants(run_history)
     fig = go.Figure(
         [
             go.Scatter(
@@ -836,14 +843,7 @@ def _alignment_section(metrics) -> str:
 def _history_section(run_history, figures) -> str:
     """One row per saved run: its data, best model, gain and every variant's
     test macro-F1 (narrow, wrapping headers so the table fits the page)."""
-    variants = sorted(
-        {
-            k[: -len(".macro_f1")]
-            for row in run_history
-            for k in row
-            if k.endswith(".macro_f1")
-        }
-    )
+    variants = _history_variants(run_history)
     rows = [
         [
             row["version"],
@@ -867,20 +867,6 @@ def _history_section(run_history, figures) -> str:
         + H.wide(H.table(rows, header))
         + H.figure(figures["run_history_plot"], "run-history")
     )
-
-
-def _without_anchors(value: Any) -> Any:
-    """Parameters without YAML anchor keys (``_network``: shared blocks that the
-    keys using them already hold)."""
-    if isinstance(value, dict):
-        return {
-            k: _without_anchors(v)
-            for k, v in value.items()
-            if not str(k).startswith("_")
-        }
-    if isinstance(value, list):
-        return [_without_anchors(v) for v in value]
-    return value
 
 
 def _confusion_section(metrics, chosen, artefacts) -> str:
@@ -943,7 +929,7 @@ def render_report(
                 "Every parameter of the run (click to open)",
                 "<pre>"
                 + html.escape(
-                    json.dumps(_without_anchors(parameters), indent=2, sort_keys=True)
+                    json.dumps(without_anchors(parameters), indent=2, sort_keys=True)
                 )
                 + "</pre>",
             ),
