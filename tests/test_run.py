@@ -7,9 +7,7 @@ runs use ``../shared/data`` and skip when it is absent.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import multiprocessing
 import re
 from pathlib import Path
 from typing import Any
@@ -393,13 +391,6 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("kedro_mlflow") is not None,
-    reason="known bug, to fix: in ParallelRunner workers started with spawn from "
-    "a process whose global start method is fork, Kedro does not configure the "
-    "project, so kedro-mlflow's own hook (which the project replaces) is "
-    "registered there and fails on its first parameter (long_params_strategy)",
-)
 def test_parallel_runner_gives_the_sequential_metrics_and_features(
     toy_project, tmp_path, monkeypatch
 ):
@@ -408,17 +399,11 @@ def test_parallel_runner_gives_the_sequential_metrics_and_features(
     # This process has initialised TensorFlow (toy_project), which forked
     # workers cannot use: start them fresh, as Kedro documents. `kedro run
     # --runner ParallelRunner` needs no such setting (TF loads in workers only).
+    # Spawned workers configure the project themselves (multimodal_fusion's
+    # __init__): without that they would run with Kedro's default settings and
+    # kedro-mlflow's own hook, which the project replaces, would fail there.
     monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
-    # Kedro configures the project in a worker only when the *global* start
-    # method is spawn (a spawned child inherits it); otherwise the worker has
-    # Kedro's default settings and the kedro-mlflow plugin hook the project
-    # replaces fails there.
-    method = multiprocessing.get_start_method(allow_none=True)
-    multiprocessing.set_start_method("spawn", force=True)
-    try:
-        run_session(project, runner=ParallelRunner(), runtime_params=QUICK)
-    finally:
-        multiprocessing.set_start_method(method, force=True)
+    run_session(project, runner=ParallelRunner(), runtime_params=QUICK)
 
     parallel = _latest_json(project, f"{REPORTING}/metrics.json")
     sequential = _latest_json(toy_project, f"{REPORTING}/metrics.json")
