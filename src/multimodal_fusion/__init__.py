@@ -6,24 +6,27 @@ __version__ = "0.1"
 
 
 def _configure_spawned_worker() -> None:
-    """Configures the Kedro project in a worker process started by spawn or
-    forkserver that has not configured it.
+    """Gives a worker process started by spawn or forkserver the project's Kedro
+    settings.
 
-    Kedro 1.x reads the project's package name *in the worker* to decide whether
-    to configure the project there, and a spawned worker has none: its
-    ``ParallelRunner`` nodes would run with Kedro's default settings (no project
-    hooks, every plugin's hooks, kedro-mlflow's own included, which then fails).
-    This happens with ``KEDRO_MP_CONTEXT=spawn`` and on macOS, where spawn is the
-    default. A worker imports this package to unpickle its node, so configuring
-    here closes the gap. Settings load lazily: nothing more is imported until a
-    setting is read. Forked workers inherit the parent's configuration.
+    Kedro 1.x configures the project in a ``ParallelRunner`` worker only when it
+    finds the project's package name there, and a spawned worker has none: its
+    nodes ran with Kedro's default settings (no project hooks and every plugin's
+    hooks, kedro-mlflow's own included, which then failed). This happens with
+    ``KEDRO_MP_CONTEXT=spawn`` and on macOS, where spawn is the default. A worker
+    imports this package to unpickle its node, so the settings are set here.
+    Only the settings and pipelines, not the package name: with a package name,
+    Kedro's own set-up runs in the worker and, from its second node on, fails
+    (its logging configuration ends up containing itself). Settings load
+    lazily; forked workers inherit the parent's configuration.
     """
     if multiprocessing.parent_process() is None:
         return
     from kedro.framework import project
 
     if project.PACKAGE_NAME is None:
-        project.configure_project(__name__)
+        project.settings.configure(f"{__name__}.settings")
+        project.pipelines.configure(f"{__name__}.pipeline_registry")
 
 
 _configure_spawned_worker()
