@@ -36,6 +36,12 @@ QUICK = {
     "modeling": {"alignments": {"deep_alignment": {"epochs": 15}}},
     "robustness": {"snr_db": [10, -5], "text_rates": [0.5], "missing_rates": [1.0]},
 }
+# For runs that check which nodes run and what they write, not the models.
+TINY = {
+    **QUICK,
+    **{variant: {"model": {"epochs": 2}} for variant in VARIANT_INPUTS},
+    "modeling": {"alignments": {"deep_alignment": {"epochs": 2}}},
+}
 
 
 # The embedded MLflow store of conf/base/mlflow.yml, at the project root.

@@ -12,14 +12,9 @@ from pathlib import Path
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from tests.project_copy import QUICK, digests, outputs, run_session
+from tests.project_copy import TINY, digests, outputs, run_session
 
 PIPELINES = Path(__file__).parents[1] / "src/multimodal_fusion/pipelines"
-# Just enough training to exercise the wiring.
-TINY = {
-    **QUICK,
-    **{name: {"model": {"epochs": 2}} for name in QUICK if "model" in QUICK[name]},
-}
 
 
 def _imported_modules(path: Path) -> set[str]:

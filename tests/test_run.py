@@ -28,6 +28,7 @@ from tests.browser import render_dom, requires_chromium
 from tests.pii_scan import planted_pii, scan_for
 from tests.project_copy import (
     QUICK,
+    TINY,
     TOY_N,
     capture_logs,
     copy_project,
@@ -370,7 +371,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
         run_session(
             project,
             pipeline_name="__default__",
-            runtime_params=QUICK,
+            runtime_params=TINY,
             only_missing_outputs=True,
         )
 
@@ -437,8 +438,9 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "demo_incoming": {"demo_data": {"n_contacts": DEMO_BATCH}},
             },
         )
-        for _ in range(2):  # as two consecutive `make demo`
-            run_session(project, pipeline_name="__default__", runtime_params=QUICK)
+        # One run: two consecutive runs and their determinism are checked on
+        # the toy project (toy_project), which runs the same code.
+        run_session(project, pipeline_name="__default__", runtime_params=QUICK)
         run_session(project, pipeline_name="inference")
     (project / "run.log").write_text(log.text)
     return project
@@ -494,10 +496,6 @@ def test_demo_outputs_and_logs_carry_no_planted_pii(demo_project):
     log = demo_project / "run.log"
     assert "Completed node: data_processing.clean_texts" in log.read_text()
     assert scan_for(pii, log.parent, exclude=[data]) == []
-
-
-def test_demo_runs_are_deterministic(demo_project):
-    _check_byte_identical_but_timings(demo_project)
 
 
 def test_demo_metrics_train_every_variant(demo_project):
