@@ -39,8 +39,10 @@ demo: install demo-data
 	@cat "$$(ls -d data/local/08_reporting/drift_summary.md/*/ | tail -n 1)drift_summary.md"
 	@echo "All outputs: data/local/ (versioned under <name>/<timestamp>/). Lineage: make viz"
 
+# Two pytest-xdist workers: the suite is mostly one process at a time otherwise
+# (tests/conftest.py keeps each shared project on one worker).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -36,3 +36,17 @@ def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for _ in range(2):
         run_session(project, pipeline_name="__default__", runtime_params=QUICK)
     return project
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups tests for ``make test``'s two pytest-xdist workers
+    (``--dist loadgroup``): every test that needs the toy project runs on one
+    worker, so it is built once, and the other tests stay with their module,
+    so module-scoped projects are built once too. Without xdist, no effect."""
+    for item in items:
+        group = (
+            "toy_project"
+            if "toy_project" in item.fixturenames
+            else item.module.__name__
+        )
+        item.add_marker(pytest.mark.xdist_group(group))
