@@ -23,17 +23,22 @@ from typing import Any
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS
+from multimodal_fusion.variants import ALIGNMENTS, LATE_MEMBERS, VARIANT_INPUTS
 from tests.browser import kedro_viz_flowchart, render_dom, requires_chromium
 from tests.project_copy import copy_project
 
 VARIANTS = tuple(VARIANT_INPUTS)
+# The node that makes each variant's model: late fusion combines trained models.
+MODEL_TASK = {
+    v: "combine_trained_models" if v in LATE_MEMBERS else "train_classifier"
+    for v in VARIANTS
+}
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120
 SERVED_AT = re.compile(r"running at\s+(http://127\.0\.0\.1:\d+)")
 # The nodes of each variant, per stage: a group nested in the stage's group.
 VARIANT_TASKS = {
-    "modeling": {"train_classifier"},
+    "modeling": None,  # MODEL_TASK
     "evaluation": {"evaluate_classifier", "sweep_robustness", "assess_variant"},
     "reporting": {"plot_confusion_matrix"},
 }
@@ -162,11 +167,12 @@ def test_viz_main_graph_holds_the_default_pipeline_nodes(main_graph):
         fit = tasks[f"modeling.{alignment}.fit_alignment"]
         assert fit["modular_pipelines"] == [f"modeling.{alignment}"]
     for variant in VARIANTS:
-        train = tasks[f"modeling.{variant}.train_classifier"]
-        assert train["name"] == "train_classifier"
+        train = tasks[f"modeling.{variant}.{MODEL_TASK[variant]}"]
+        assert train["name"] == MODEL_TASK[variant]
         assert train["modular_pipelines"] == [f"modeling.{variant}"]
         # Parameter and dataset names keep no stage prefix.
-        assert f"{variant}.model" in train["parameters"]
+        if variant not in LATE_MEMBERS:
+            assert f"{variant}.model" in train["parameters"]
     assert all(t["modular_pipelines"] for t in tasks.values())
     # demo_data stands apart from __default__.
     assert "plan_contacts_node" not in tasks
@@ -200,7 +206,7 @@ def test_viz_groups_the_five_stages_with_the_variants_nested(main_graph):
             tasks = {
                 by_id[c["id"]]["name"] for c in group["children"] if c["type"] == "task"
             }
-            assert tasks == expected, (stage, variant)
+            assert tasks == (expected or {MODEL_TASK[variant]}), (stage, variant)
             # Collapsed, the group still shows what flows in and out.
             assert group["inputs"] and group["outputs"]
         # The model flows out of modeling to evaluation and reporting.
@@ -218,7 +224,7 @@ def test_viz_edges_wire_each_variant(main_graph):
     for variant in VARIANTS:
         model = by_name[f"{variant}_model"]
         evaluate = by_name[f"evaluation.{variant}.evaluate_classifier"]
-        assert (by_name[f"modeling.{variant}.train_classifier"], model) in edges
+        assert (by_name[f"modeling.{variant}.{MODEL_TASK[variant]}"], model) in edges
         assert (model, evaluate) in edges
         # evaluate -> <variant>_metrics -> assess -> <variant>_assessment -> collect
         metrics = by_name[f"{variant}_metrics"]

@@ -650,6 +650,38 @@ class LateFusionClassifier(Stateful):
             self.members_[modality] = FusionClassifier(
                 **{**self.members, "modalities": [modality]}, seed=self.seed
             ).fit(inputs, y, validation=validation, callbacks=callbacks)
+        return self._fit_weights(validation)
+
+    @classmethod
+    def of_trained(
+        cls, members: dict[str, FusionClassifier], validation: tuple[dict, Any]
+    ) -> LateFusionClassifier:
+        """Combines already trained unimodal classifiers (modality → model, each
+        trained on that modality alone) with weights fit on ``validation``: the
+        same model as :meth:`fit` with their hyperparameters, without training
+        them again. A member that was skipped (no data) is left out."""
+        first = next(iter(members.values()))
+        hyperparameters = {
+            k: v
+            for k, v in first.get_state()["params"].items()
+            if k not in ("modalities", "seed")
+        }
+        model = cls(modalities=list(members), members=hyperparameters, seed=first.seed)
+        trained = {m: c for m, c in members.items() if not c.skipped_reason_}
+        model.modalities_ = list(trained)
+        model.classes_ = first.classes_
+        model.n_train_rows_ = first.n_train_rows_
+        model.skipped_reason_ = (
+            None if trained else "none of its unimodal models was trained"
+        )
+        model.members_ = trained
+        model.reused_members_ = True
+        if model.skipped_reason_:
+            return model
+        return model._fit_weights(validation)
+
+    def _fit_weights(self, validation: tuple[dict, Any]) -> LateFusionClassifier:
+        """Fits one weight per member (minimum validation log-loss)."""
         val_inputs, val_y = validation
         known = np.isin(val_y, self.classes_)
         scores = self._member_scores({k: v[known] for k, v in val_inputs.items()})
@@ -661,11 +693,11 @@ class LateFusionClassifier(Stateful):
 
         fitted = optimize.minimize(
             log_loss,
-            np.ones(len(self.modalities_)),
+            np.ones(len(self.members_)),
             method="L-BFGS-B",
-            bounds=[(0.0, 10.0)] * len(self.modalities_),
+            bounds=[(0.0, 10.0)] * len(self.members_),
         )
-        self.weights_ = dict(zip(self.modalities_, map(float, fitted.x), strict=True))
+        self.weights_ = dict(zip(self.members_, map(float, fitted.x), strict=True))
         members = self.members_.values()
         self.train_seconds_ = sum(m.train_seconds_ for m in members)
         self.epochs_ = sum(m.epochs_ for m in members)

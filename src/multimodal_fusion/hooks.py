@@ -2,7 +2,8 @@
 
 - After each node that trains a model, one INFO line: the variant (the node's
   innermost namespace: ``modeling.text_only`` → ``text_only``), epochs,
-  validation macro-F1 and seconds.
+  validation macro-F1 and seconds; for a late fusion of trained unimodal
+  models, the models it combines.
 - A run that stops on a user error (:class:`~multimodal_fusion.errors.UserInputError`,
   a missing file, an unknown environment) ends with the error's message alone;
   its traceback goes to the log file (the ``multimodal_fusion.errors`` logger
@@ -101,10 +102,20 @@ class ProjectHooks:
             if epochs is None or getattr(value, "skipped_reason_", None):
                 continue
             score = getattr(value, "val_macro_f1_", None)
+            scored = "" if score is None else f", validation macro-F1 {score:.3f}"
+            variant = (node.namespace or node.name).rsplit(".", 1)[-1]
+            if getattr(value, "reused_members_", False):
+                logger.info(
+                    "%s: weights of the trained %s models fit%s",
+                    variant,
+                    " + ".join(value.members_),
+                    scored,
+                )
+                continue
             logger.info(
                 "%s: trained %d epochs%s in %.1f s",
-                (node.namespace or node.name).rsplit(".", 1)[-1],
+                variant,
                 epochs,
-                "" if score is None else f", validation macro-F1 {score:.3f}",
+                scored,
                 value.train_seconds_,
             )

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_fusion.fusion import Classifier, make_classifier, stack_inputs
+from multimodal_fusion.fusion import (
+    Classifier,
+    FusionClassifier,
+    LateFusionClassifier,
+    make_classifier,
+    stack_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,4 +59,25 @@ def train_classifier(
         logger.warning(
             "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
         )
+    return model
+
+
+def combine_trained_models(
+    model_inputs: dict[str, Any], *members: FusionClassifier
+) -> LateFusionClassifier:
+    """Late fusion of trained unimodal models (one per modality, in the order of
+    their modalities): weights fit on the val split, no network trained again.
+
+    Args:
+        model_inputs: Splits from :func:`build_model_inputs`.
+        *members: The unimodal variants' fitted classifiers.
+
+    Returns:
+        The combined classifier (``skipped_reason_`` set when no member was trained).
+    """
+    val = model_inputs["val"]
+    by_modality = {member.modalities[0]: member for member in members}
+    model = LateFusionClassifier.of_trained(by_modality, (val["inputs"], val["y"]))
+    if model.skipped_reason_:
+        logger.warning("Late fusion skipped: %s", model.skipped_reason_)
     return model

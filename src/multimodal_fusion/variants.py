@@ -28,6 +28,13 @@ VARIANT_INPUTS = {
     "deep_aligned_fusion": "deep_aligned_inputs",
 }
 
+# Late-fusion variants built from trained unimodal variants (modality → the
+# variant trained on it alone): modeling combines those models, with weights fit
+# on validation, instead of training the same networks again.
+LATE_MEMBERS = {
+    "late_fusion": {"text": "text_only", "audio": "audio_only"},
+}
+
 
 def variant_alignment(variant: str) -> str | None:
     """The alignment whose common space a variant reads, or None."""

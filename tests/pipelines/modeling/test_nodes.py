@@ -40,7 +40,7 @@ from multimodal_fusion.pipelines.modeling.nodes import (
     build_model_inputs,
     fit_alignment,
 )
-from multimodal_fusion.training import train_classifier
+from multimodal_fusion.training import combine_trained_models, train_classifier
 
 MLP = {
     "branch_units": 32,
@@ -296,6 +296,42 @@ def test_late_fusion_learns_to_ignore_a_useless_modality():
     model = train_classifier(inputs, {**params, "audio_frames": False}, seed=0)
     assert isinstance(model, LateFusionClassifier)
     assert model.weights_["audio"] < 0.3 * model.weights_["text"]
+
+
+def test_late_fusion_of_trained_unimodal_models_equals_training_its_own():
+    # modeling combines text_only and audio_only instead of training the same
+    # networks again: the result must be the late fusion that trains them.
+    inputs = _problem(n=240)
+    params = {**MLP, "audio_frames": False, "epochs": 3}
+    own = train_classifier(
+        inputs, {**params, "fusion": "late", "modalities": ["text", "audio"]}, seed=0
+    )
+    text = train_classifier(inputs, {**params, "modalities": ["text"]}, seed=0)
+    audio = train_classifier(inputs, {**params, "modalities": ["audio"]}, seed=0)
+    combined = combine_trained_models(inputs, text, audio)
+    assert isinstance(combined, LateFusionClassifier)
+    assert combined.weights_ == pytest.approx(own.weights_, abs=1e-6)
+    test = inputs["test"]["inputs"]
+    np.testing.assert_allclose(
+        combined.predict_proba(test), own.predict_proba(test), atol=1e-6
+    )
+    assert combined.epochs_ == own.epochs_ == text.epochs_ + audio.epochs_
+
+
+def test_late_fusion_of_trained_models_leaves_out_a_skipped_one():
+    inputs = _problem(n=120)
+    for part in inputs.values():  # no audio at all: audio_only is skipped
+        for name, values in part["inputs"].items():
+            if name.startswith("audio"):
+                part["inputs"][name] = np.zeros_like(values)
+    params = {**MLP, "audio_frames": False, "epochs": 2}
+    text = train_classifier(inputs, {**params, "modalities": ["text"]}, seed=0)
+    audio = train_classifier(inputs, {**params, "modalities": ["audio"]}, seed=0)
+    assert audio.skipped_reason_
+    combined = combine_trained_models(inputs, text, audio)
+    assert list(combined.weights_) == ["text"]
+    test = inputs["test"]["inputs"]
+    np.testing.assert_array_equal(combined.predict(test), text.predict(test))
 
 
 def test_augmented_rows_are_trained_on_when_asked():

@@ -6,8 +6,13 @@ under its own namespace (the variant table is :mod:`multimodal_fusion.variants`)
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.alignment import align_inputs
-from multimodal_fusion.training import train_classifier
-from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS, variant_output
+from multimodal_fusion.training import combine_trained_models, train_classifier
+from multimodal_fusion.variants import (
+    ALIGNMENTS,
+    LATE_MEMBERS,
+    VARIANT_INPUTS,
+    variant_output,
+)
 
 from .nodes import (
     augment_training_split,
@@ -81,21 +86,35 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
         for alignment, aligned_inputs in ALIGNMENTS.items()
     ]
-    variants = [
-        Pipeline(
-            [
-                Node(
-                    train_classifier,
-                    ["model_inputs", "params:model", "params:seed"],
-                    "model",
-                    name="train_classifier",
-                )
-            ],
-            namespace=variant,
-            inputs={"model_inputs": source},
-            outputs={"model": variant_output(variant, "model")},
-            parameters={"params:seed": "params:seed"},
-        )
-        for variant, source in VARIANT_INPUTS.items()
-    ]
+    variants = [variant_training(v, source) for v, source in VARIANT_INPUTS.items()]
     return inputs + sum(alignments + variants, Pipeline([]))
+
+
+def variant_training(variant: str, source: str) -> Pipeline:
+    """The node that fits one variant's model, under the variant's namespace: a
+    late fusion of trained unimodal variants (LATE_MEMBERS) combines their
+    models; any other variant trains its own."""
+    members = [
+        variant_output(m, "model") for m in LATE_MEMBERS.get(variant, {}).values()
+    ]
+    if members:
+        node = Node(
+            combine_trained_models,
+            ["model_inputs", *members],
+            "model",
+            name="combine_trained_models",
+        )
+    else:
+        node = Node(
+            train_classifier,
+            ["model_inputs", "params:model", "params:seed"],
+            "model",
+            name="train_classifier",
+        )
+    return Pipeline(
+        [node],
+        namespace=variant,
+        inputs={"model_inputs": source, **{m: m for m in members}},
+        outputs={"model": variant_output(variant, "model")},
+        parameters={"params:seed": "params:seed"} if not members else {},
+    )
