@@ -28,6 +28,8 @@ from multimodal_fusion.fusion import (
     epoch_progress,
     feed,
     fit_batches,
+    frame_stride,
+    input_shape,
     nonzero_rows,
     predict_in_batches,
     set_global_seed,
@@ -221,7 +223,11 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
         start = time.perf_counter()
         history = model.fit(
             fit_batches(
-                self._select(inputs), targets(y, n_pairs), self.batch_size, self.seed
+                self._select(inputs),
+                targets(y, n_pairs),
+                self.batch_size,
+                self.seed,
+                self._stride(),
             ),
             epochs=self.epochs,
             callbacks=callbacks,
@@ -257,7 +263,7 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
         return keras_inputs(
             {
                 name: {
-                    "shape": inputs[name].shape[1:],
+                    "shape": input_shape(name, inputs[name]),
                     "sparse": name in self.sparse_inputs_,
                 }
                 for name in names
@@ -288,6 +294,9 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
     def _select(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return feed(inputs, ["text", *self.audio_inputs_], self.sparse_inputs_)
 
+    def _stride(self) -> int:
+        return frame_stride({"conv_channels": self.conv_channels})
+
     def transform(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Both modalities in the common space, ``(n, n_components_)`` each."""
         n_rows = inputs["text"].shape[0]
@@ -297,7 +306,9 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
         selected = self._select(inputs)
         text_z = predict_in_batches(self.text_tower_, {"text": selected["text"]})
         audio_z = predict_in_batches(
-            self.audio_tower_, {name: selected[name] for name in self.audio_inputs_}
+            self.audio_tower_,
+            {name: selected[name] for name in self.audio_inputs_},
+            multiple=self._stride(),
         )
         return text_z.astype(np.float32), audio_z.astype(np.float32)
 

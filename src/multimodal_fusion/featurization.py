@@ -301,25 +301,26 @@ class FeaturePath(Stateful):
         self, rows: pd.DataFrame, clean_audio: dict[str, Callable[[], AudioClip]]
     ) -> dict[str, np.ndarray]:
         """Standardised pooled statistics (``audio``) and frames
-        (``audio_frames``, cut or zero-padded to ``n_frames``) of the rows, and
-        ``present``: the path of ``extract_audio_features`` then
-        ``standardize_audio_features``, in memory."""
+        (``audio_frames``, zero-padded to at least ``n_frames``; the networks
+        take any length) of the rows, and ``present``: the path of
+        ``extract_audio_features`` then ``standardize_audio_features``, in
+        memory. A clip longer than ``max_frames`` is cut there, and logged."""
         raw = gather_chunks(
             extract_audio_features(
                 rows, clean_audio, self.audio_params, self.sample_rate, log_cuts=False
             )
         )
-        n, width = len(rows), self.n_frames
-        cut = int((raw["frames_total"] > width).sum())
+        n = len(rows)
+        width = max(self.n_frames, int(np.max(raw["n_frames"], initial=0)))
+        cut = int((raw["frames_total"] > raw["n_frames"]).sum())
         if cut:
             logger.warning(
-                "%d of %d clips hold more than the %d frames the models were "
-                "trained on (the longest training clip, at most max_frames): "
-                "the frame model sees their first %d frames only.",
+                "%d of %d clips hold more than max_frames (%d frames): the frame "
+                "model sees their first %d frames only.",
                 cut,
                 int(raw["present"].sum()),
-                width,
-                width,
+                self.audio_params["max_frames"],
+                self.audio_params["max_frames"],
             )
         frames = np.zeros((n, width, self.audio_params["n_mels"]), np.float32)
         pooled = np.zeros((n, self.pooled_width), np.float32)
@@ -327,8 +328,8 @@ class FeaturePath(Stateful):
             scaled = gather_chunks(
                 standardize_audio_features(raw, self.audio_standardizer)
             )
-            steps = min(width, scaled["frames"].shape[1])
-            frames[:, :steps] = scaled["frames"][:, :steps]
+            steps = scaled["frames"].shape[1]
+            frames[:, :steps] = scaled["frames"]
             pooled = scaled["pooled"]
         return {"audio": pooled, "audio_frames": frames, "present": raw["present"]}
 

@@ -68,6 +68,51 @@ logger = logging.getLogger(__name__)
 PREDICT_BATCH_SIZE = 256
 # One compiled forward function per Keras model (see predict_in_batches).
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Inputs zero-padded along their second axis (time) to the longest clip of the
+# data: the networks take any length, and each batch is cut after its own
+# longest row (see trim_padding), so a batch of short clips costs what they
+# hold, not what the longest clip holds.
+PADDED_INPUTS = ("audio_frames",)
+
+
+def frame_stride(hp: dict[str, Any]) -> int:
+    """Frames per step of the frame CNN's output: its average pooling
+    (``frame_downsample``) times one max pooling (2) per convolution."""
+    return hp.get("frame_downsample", 2) * 2 ** len(hp["conv_channels"])
+
+
+def input_shape(name: str, matrix) -> tuple:
+    """The shape of one row of input ``name`` a network is built for: any
+    length along time for a padded input."""
+    shape = tuple(matrix.shape[1:])
+    return (None, *shape[1:]) if name in PADDED_INPUTS else shape
+
+
+def trim_padding(matrix: np.ndarray, multiple: int, width: int | None = None):
+    """A padded input cut after the last frame any row holds, rounded up to a
+    ``multiple`` of the network's stride (every pooling window stays whole, so
+    the outputs are those of the untrimmed batch); with a fixed ``width`` (a
+    network built for one length), padded or cut to it."""
+    if width is not None:
+        if matrix.shape[1] >= width:
+            return matrix[:, :width]
+        pad = [(0, 0), (0, width - matrix.shape[1])] + [(0, 0)] * (matrix.ndim - 2)
+        return np.pad(matrix, pad)
+    held = np.any(matrix != 0, axis=tuple(i for i in range(matrix.ndim) if i != 1))
+    last = int(np.flatnonzero(held)[-1]) + 1 if held.any() else 1
+    return matrix[:, : min(matrix.shape[1], -(-last // multiple) * multiple)]
+
+
+def _trim_padding_tensor(tensor, multiple: int):
+    """:func:`trim_padding` of a batch inside a tf.data pipeline."""
+    import tensorflow as tf
+
+    held = tf.reduce_any(tf.not_equal(tensor, 0), axis=[0, 2])
+    last = tf.reduce_max(tf.where(held, tf.range(1, tf.shape(tensor)[1] + 1), 1))
+    length = tf.minimum(
+        tf.shape(tensor)[1], (last + multiple - 1) // multiple * multiple
+    )
+    return tensor[:, :length]
 
 
 def set_global_seed(seed: int) -> None:
@@ -187,11 +232,11 @@ def _batch_tensor(matrix, dtype):
     return tf.convert_to_tensor(np.asarray(matrix, dtype=dtype))
 
 
-def _input_spec(matrix):
+def _input_spec(matrix, row_shape: tuple):
     import tensorflow as tf
 
     dtype = np.float32 if np.issubdtype(matrix.dtype, np.floating) else matrix.dtype
-    shape = (None, *matrix.shape[1:])
+    shape = (None, *row_shape)
     if sparse.issparse(matrix):
         return tf.SparseTensorSpec(shape, dtype)
     return tf.TensorSpec(shape, dtype)
@@ -202,10 +247,16 @@ def _infer(model, batch):
 
 
 def predict_in_batches(
-    model, inputs: dict[str, Any], batch_size: int = PREDICT_BATCH_SIZE
+    model,
+    inputs: dict[str, Any],
+    batch_size: int = PREDICT_BATCH_SIZE,
+    multiple: int | None = None,
 ) -> np.ndarray:
     """The outputs of a Keras model on ``inputs`` (name → rows), ``batch_size``
     rows per forward pass in inference mode, as ``model.predict`` computes them.
+    With ``multiple`` (the network's frame stride), padded inputs are cut after
+    each batch's longest row, or padded or cut to the length a network built
+    for one length takes (:func:`trim_padding`).
 
     ``model.predict`` builds a tf.data pipeline per call, and TF's
     ``make_deterministic`` rewrite of it (on under op determinism) logs an
@@ -216,9 +267,15 @@ def predict_in_batches(
     """
     import tensorflow as tf
 
+    widths = _fixed_widths(model, inputs) if multiple else {}
     forward = _FORWARD.get(model)
     if forward is None:
-        signature = [{name: _input_spec(matrix) for name, matrix in inputs.items()}]
+        signature = [
+            {
+                name: _input_spec(matrix, _row_shape(name, matrix, widths))
+                for name, matrix in inputs.items()
+            }
+        ]
         # A partial, not a lambda: TF counts tracings per code object, so the
         # single tracing of each new model's lambda would add up to a
         # "retracing" warning; a partial is counted on its own.
@@ -231,19 +288,41 @@ def predict_in_batches(
         for name, spec in forward.input_signature[0].items()
     }
     n_rows = next(iter(inputs.values())).shape[0]
+
+    def batch(name, matrix, start):
+        rows = matrix[start : start + batch_size]
+        if name in widths:
+            rows = trim_padding(rows, multiple, widths[name])
+        return _batch_tensor(rows, dtypes[name])
+
     return np.concatenate(
         [
-            forward(
-                {
-                    name: _batch_tensor(
-                        matrix[start : start + batch_size], dtypes[name]
-                    )
-                    for name, matrix in inputs.items()
-                }
-            ).numpy()
+            forward({name: batch(name, m, start) for name, m in inputs.items()}).numpy()
             for start in range(0, max(n_rows, 1), batch_size)  # 0 rows: one pass
         ]
     )
+
+
+def _row_shape(name: str, matrix, widths: dict[str, int | None]) -> tuple:
+    """The row shape a forward function takes: a padded input at the model's
+    fixed length, or of any length; any other input as it is."""
+    if name not in widths:
+        return tuple(matrix.shape[1:])
+    if widths[name] is None:
+        return input_shape(name, matrix)
+    return (widths[name], *matrix.shape[2:])
+
+
+def _fixed_widths(model, inputs: dict[str, Any]) -> dict[str, int | None]:
+    """Padded inputs → the length the model was built for (None: any length;
+    models trained before networks took any length have a fixed one)."""
+    functional = getattr(model, "encoder", model)  # FusionNetwork: its encoder
+    shapes = {t.name: t.shape for t in getattr(functional, "inputs", None) or []}
+    return {
+        name: (shapes[name][1] if name in shapes else None)
+        for name in PADDED_INPUTS
+        if name in inputs and np.ndim(inputs[name]) == 3
+    }
 
 
 def _rows(matrix):
@@ -279,9 +358,17 @@ def _gather_rows(rows, index):
     )
 
 
-def fit_batches(inputs: dict[str, Any], targets, batch_size: int, seed=None):
+def fit_batches(
+    inputs: dict[str, Any],
+    targets,
+    batch_size: int,
+    seed=None,
+    multiple: int | None = None,
+):
     """``(inputs, targets)`` in batches for Keras' ``fit``: a new order every
     epoch, drawn from ``seed``, or the rows in order when ``seed`` is None.
+    With ``multiple`` (the network's frame stride), padded inputs are cut
+    after each batch's longest row (:func:`trim_padding`).
 
     Keras batches arrays the same way (indices gathered by a parallel map), but
     takes its last, partial batch from ``Dataset.from_tensors`` inside a
@@ -302,14 +389,19 @@ def fit_batches(inputs: dict[str, Any], targets, batch_size: int, seed=None):
     index = tf.data.Dataset.range(n_rows)
     if seed is not None:
         index = index.shuffle(n_rows, seed=seed, reshuffle_each_iteration=True)
+    index = index.batch(batch_size)
 
     def gather(batch, data):
         features, labels = data
         picked = {name: _gather_rows(rows, batch) for name, rows in features.items()}
+        if multiple:
+            for name in PADDED_INPUTS:
+                if name in picked:
+                    picked[name] = _trim_padding_tensor(picked[name], multiple)
         return picked, tf.gather(labels, batch)
 
     dataset = tf.data.Dataset.zip(
-        index.batch(batch_size), tf.data.Dataset.from_tensors(data).repeat()
+        index, tf.data.Dataset.from_tensors(data).repeat()
     ).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     # As Keras does: no default graph rewrites, which would copy the arrays.
     options = tf.data.Options()
@@ -357,13 +449,19 @@ def validation_macro_f1(model, validation: tuple[dict, Any]) -> float | None:
 
 
 def stack_inputs(*parts: dict[str, Any]) -> dict[str, Any]:
-    """Rows of several input dicts (same names and widths), one after another."""
-    return {
-        name: sparse.vstack([p[name] for p in parts], format="csr")
-        if sparse.issparse(parts[0][name])
-        else np.concatenate([p[name] for p in parts])
-        for name in parts[0]
-    }
+    """Rows of several input dicts (same names and widths; padded inputs are
+    padded to the longest), one after another."""
+    stacked = {}
+    for name in parts[0]:
+        matrices = [p[name] for p in parts]
+        if sparse.issparse(matrices[0]):
+            stacked[name] = sparse.vstack(matrices, format="csr")
+            continue
+        if name in PADDED_INPUTS and np.ndim(matrices[0]) == 3:
+            width = max(m.shape[1] for m in matrices)
+            matrices = [trim_padding(m, 1, width) for m in matrices]
+        stacked[name] = np.concatenate(matrices)
+    return stacked
 
 
 class KerasPickleMixin:
@@ -525,7 +623,7 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         }
         specs = {
             name: {
-                "shape": inputs[name].shape[1:],
+                "shape": input_shape(name, inputs[name]),
                 "sparse": name in self.sparse_inputs_,
                 "dtype": str(inputs[name].dtype),
             }
@@ -555,12 +653,17 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         start = time.perf_counter()
         history = self.model_.fit(
             fit_batches(
-                self._select(inputs), self._encode(y), self.batch_size, self.seed
+                self._select(inputs),
+                self._encode(y),
+                self.batch_size,
+                self.seed,
+                self._stride(),
             ),
             validation_data=fit_batches(
                 self._select(val_inputs, known),
                 self._encode(val_y[known]),
                 self.batch_size,
+                multiple=self._stride(),
             ),
             epochs=self.epochs,
             callbacks=[
@@ -586,7 +689,12 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         """Class probabilities, shape ``(n_rows, n_classes)``."""
         if self.model_ is None:
             raise RuntimeError(f"This model was not trained: {self.skipped_reason_}")
-        return predict_in_batches(self.model_, self._select(inputs))
+        return predict_in_batches(
+            self.model_, self._select(inputs), multiple=self._stride()
+        )
+
+    def _stride(self) -> int:
+        return frame_stride(self._hyperparameters())
 
     def predict(self, inputs: dict) -> np.ndarray:
         """Predicted labels."""
@@ -659,7 +767,7 @@ class LateFusionClassifier(Stateful):
         """Combines already trained unimodal classifiers (modality → model, each
         trained on that modality alone) with weights fit on ``validation``: the
         same model as :meth:`fit` with their hyperparameters, without training
-        them again. A member that was skipped (no data) is left out."""
+        them again. Skipped, like :meth:`fit`, when a member was skipped."""
         first = next(iter(members.values()))
         hyperparameters = {
             k: v
@@ -667,14 +775,13 @@ class LateFusionClassifier(Stateful):
             if k not in ("modalities", "seed")
         }
         model = cls(modalities=list(members), members=hyperparameters, seed=first.seed)
-        trained = {m: c for m, c in members.items() if not c.skipped_reason_}
-        model.modalities_ = list(trained)
+        model.modalities_ = [m for m, c in members.items() if not c.skipped_reason_]
         model.classes_ = first.classes_
         model.n_train_rows_ = first.n_train_rows_
-        model.skipped_reason_ = (
-            None if trained else "none of its unimodal models was trained"
+        model.skipped_reason_ = next(
+            (c.skipped_reason_ for c in members.values() if c.skipped_reason_), None
         )
-        model.members_ = trained
+        model.members_ = {} if model.skipped_reason_ else dict(members)
         model.reused_members_ = True
         if model.skipped_reason_:
             return model

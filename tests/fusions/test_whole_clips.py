@@ -10,13 +10,14 @@ import pytest
 import soundfile as sf
 import yaml
 
+from multimodal_fusion import fusion
 from multimodal_fusion.datasets import AudioFolderDataset
 from multimodal_fusion.featurization import (
     extract_audio_features,
     gather_chunks,
     standardize_audio_features,
 )
-from multimodal_fusion.fusion import FusionClassifier
+from multimodal_fusion.fusion import FusionClassifier, trim_padding
 from multimodal_fusion.pipelines.feature_extraction.nodes import (
     fit_audio_standardizer,
 )
@@ -110,3 +111,74 @@ def test_a_configured_truncation_is_counted_and_logged_once(long_clips, caplog):
     assert len(lines) == 1
     assert lines[0].startswith(f"{len(contacts)} of {len(contacts)} clips are longer")
     assert "first 4.0 s" in lines[0]
+
+
+def _frames_problem(n=96, width=64, seed=0):
+    """Clips of 10 to ``width`` frames, zero-padded; the class is a burst in
+    one band."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    lengths = rng.integers(10, width + 1, n)
+    frames = np.zeros((n, width, 8), np.float32)
+    for row, length in enumerate(lengths):
+        frames[row, :length] = rng.normal(0, 0.3, (length, 8))
+        frames[row, : length // 2, y[row]] += 2.0
+    return {
+        "audio": rng.normal(size=(n, 4)).astype(np.float32),
+        "audio_frames": frames,
+    }, y
+
+
+def _train(inputs, y):
+    model = FusionClassifier(
+        modalities=["audio"], **{**SMALL_NETWORK, "epochs": 3, "batch_size": 16}
+    )
+    return model.fit(inputs, y, validation=(inputs, y))
+
+
+def _padded(inputs, extra):
+    frames = inputs["audio_frames"]
+    return {**inputs, "audio_frames": np.pad(frames, [(0, 0), (0, extra), (0, 0)])}
+
+
+def test_trim_padding_cuts_after_the_longest_row_at_the_stride():
+    frames = np.zeros((3, 100, 2), np.float32)
+    frames[0, :20] = 1.0
+    frames[2, :37, 1] = 1.0
+    assert trim_padding(frames, 16).shape == (3, 48, 2)
+    assert trim_padding(frames, 16)[:, :37].sum() == frames.sum()
+    assert trim_padding(frames[:, :40], 16).shape[1] == 40  # never longer
+    assert trim_padding(np.zeros((2, 50, 2)), 16).shape[1] == 16  # no frames
+    assert trim_padding(frames, 16, width=120).shape == (3, 120, 2)  # fixed width
+    assert trim_padding(frames, 16, width=30).shape == (3, 30, 2)
+
+
+def test_predictions_do_not_depend_on_how_far_clips_are_padded():
+    # Networks take clips of any length; each batch is cut after its longest
+    # clip, so the padding of the data set changes nothing.
+    inputs, y = _frames_problem()
+    model = _train(inputs, y)
+    assert model.model_.encoder.get_layer("audio_frames").batch_shape[1] is None
+    np.testing.assert_allclose(
+        model.predict_proba(_padded(inputs, 300)),
+        model.predict_proba(inputs),
+        atol=1e-5,
+    )
+    short = {k: v[:8] for k, v in inputs.items()}  # longer than any training clip
+    longer = {**short, "audio_frames": np.concatenate([short["audio_frames"]] * 3, 1)}
+    assert model.predict_proba(longer).shape == (8, 3)
+
+
+def test_a_network_built_for_one_length_still_predicts(monkeypatch):
+    # Packages trained before networks took any length: their clips are padded
+    # or cut to that length, as when they were trained.
+    inputs, y = _frames_problem()
+    monkeypatch.setattr(fusion, "input_shape", lambda name, m: tuple(m.shape[1:]))
+    model = _train(inputs, y)
+    monkeypatch.undo()
+    assert model.model_.encoder.get_layer("audio_frames").batch_shape[1] == 64
+    expected = model.predict_proba(inputs)
+    fusion._FORWARD.clear()
+    np.testing.assert_allclose(
+        model.predict_proba(_padded(inputs, 30)), expected, atol=1e-5
+    )

@@ -102,7 +102,7 @@ class SpecAugment(layers.Layer):
     def _keep(self, positions, length, n_masks, max_width):
         """``(batch, len(positions))`` ones, zero inside ``n_masks`` random spans."""
         batch = ops.shape(length)[0]
-        keep = ops.ones((batch, positions.shape[-1]))
+        keep = ops.ones((batch, ops.shape(positions)[-1]))
         for _ in range(n_masks):
             draw = keras.random.uniform((batch, 2), seed=self.seed_generator)
             width = draw[:, :1] * max_width * length
@@ -114,7 +114,7 @@ class SpecAugment(layers.Layer):
     def call(self, frames, training=False):
         if not training:
             return frames
-        steps, bands = frames.shape[1], frames.shape[2]
+        steps, bands = ops.shape(frames)[1], frames.shape[2]  # any length
         real = ops.cast(ops.any(ops.not_equal(frames, 0), axis=-1), "float32")
         length = ops.sum(real, axis=1, keepdims=True)
         keep_time = self._keep(

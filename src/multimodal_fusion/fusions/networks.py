@@ -29,6 +29,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from multimodal_fusion.fusion import frame_stride
 from multimodal_fusion.fusions.layers import (
     PACKAGE,
     CrossModalAttention,
@@ -75,7 +76,7 @@ def _frame_convolutions(frames, hp: dict[str, Any]):
             name=f"frames_conv{i}",
         )(hidden)
         hidden = layers.MaxPooling1D(2, padding="same", name=f"frames_pool{i}")(hidden)
-    return hidden, downsample * 2 ** len(channels)
+    return hidden, frame_stride(hp)
 
 
 def vector_branch(modality: str, inputs: dict, hp: dict[str, Any], frames):
