@@ -2,10 +2,9 @@
 like the variants), then plots, error analysis, run history, the Markdown and
 HTML reports, and the model package of the chosen model."""
 
-from functools import partial, update_wrapper
-
 from kedro.pipeline import Node, Pipeline
 
+from multimodal_fusion.pipelines import named_partial
 from multimodal_fusion.robustness.sweeps import MISSING, NOISES, TEXT_CORRUPTIONS
 from multimodal_fusion.variants import ALIGNMENTS, VARIANT_INPUTS, variant_output
 
@@ -68,9 +67,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             *(
                 Node(
-                    update_wrapper(
-                        partial(plot_robustness, imperfection=name), plot_robustness
-                    ),
+                    named_partial(plot_robustness, imperfection=name),
                     "metrics",
                     f"robustness_{name}_plot",
                     name=f"plot_robustness_{name}",

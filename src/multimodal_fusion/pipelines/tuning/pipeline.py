@@ -3,10 +3,9 @@ modeling), an Optuna study on the variant's inputs, then the best values as
 parameters and the importance plot. Not part of ``__default__``.
 """
 
-from functools import partial, update_wrapper
-
 from kedro.pipeline import Node, Pipeline
 
+from multimodal_fusion.pipelines import named_partial
 from multimodal_fusion.variants import VARIANT_INPUTS, variant_output
 
 from .nodes import importance_plot, tune_variant, tuned_parameters
@@ -19,7 +18,7 @@ def variant_tuning(variant: str) -> Pipeline:
     return Pipeline(
         [
             Node(
-                update_wrapper(partial(tune_variant, variant=variant), tune_variant),
+                named_partial(tune_variant, variant=variant),
                 ["model_inputs", "params:model", "params:tuning", "params:seed"],
                 "tuning_study",
                 name="tune_hyperparameters",
