@@ -279,12 +279,7 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
         hidden = vector_branch(
             modality,
             tensors,
-            {
-                "branch_units": self.branch_units,
-                "branch_dropout": self.branch_dropout,
-                "conv_channels": list(self.conv_channels),
-                "conv_kernel": self.conv_kernel,
-            },
+            self._branch_hyperparameters(),
             tensors.get("audio_frames"),
         )
         projected = keras.layers.Dense(self.dim, name=f"{modality}_projection")(hidden)
@@ -294,8 +289,17 @@ class ContrastiveAlignment(KerasPickleMixin, Stateful):
     def _select(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return feed(inputs, ["text", *self.audio_inputs_], self.sparse_inputs_)
 
+    def _branch_hyperparameters(self) -> dict[str, Any]:
+        """What each tower's branch is built from (its frame CNN's stride too)."""
+        return {
+            "branch_units": self.branch_units,
+            "branch_dropout": self.branch_dropout,
+            "conv_channels": list(self.conv_channels),
+            "conv_kernel": self.conv_kernel,
+        }
+
     def _stride(self) -> int:
-        return frame_stride({"conv_channels": self.conv_channels})
+        return frame_stride(self._branch_hyperparameters())
 
     def transform(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Both modalities in the common space, ``(n, n_components_)`` each."""

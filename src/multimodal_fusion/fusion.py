@@ -771,7 +771,7 @@ class LateFusionClassifier(Stateful):
         first = next(iter(members.values()))
         hyperparameters = {
             k: v
-            for k, v in first.get_state()["params"].items()
+            for k, v in first.get_params().items()
             if k not in ("modalities", "seed")
         }
         model = cls(modalities=list(members), members=hyperparameters, seed=first.seed)

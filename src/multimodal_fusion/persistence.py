@@ -57,12 +57,14 @@ class Stateful:
         super().__init_subclass__(**kwargs)
         STATEFUL_TYPES[cls.__name__] = cls
 
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` arguments, as stored (scikit-learn's convention)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
     def get_state(self) -> dict[str, Any]:
         """The hyperparameters and the learned attributes, as plain data."""
-        names = inspect.signature(type(self).__init__).parameters
-        params = {
-            name: _to_plain(getattr(self, name)) for name in names if name != "self"
-        }
+        params = {name: _to_plain(value) for name, value in self.get_params().items()}
         fitted = {
             name: _to_plain(value)
             for name, value in vars(self).items()
