@@ -43,6 +43,7 @@ SPLITS = ("train", "val", "test")
 
 
 REJECTED_COLUMNS = ["id", "source", "location", "reason", "detail"]
+LABEL_COLUMNS = ["label", "speaker", "split"]
 
 
 INDEX_COLUMNS = [
@@ -441,68 +442,60 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         [_rejected(), rejected_texts, rejected_labels, rejected_audio],
         ignore_index=True,
     )
-    contacts = (
-        texts.merge(audio_index[["id", "source_file"]], on="id", how="outer")
-        .merge(labels, on="id", how="outer")
-        .sort_values("id", kind="stable")
-        .reset_index(drop=True)
-    )
-    for column in ("text", "label", "speaker", "split", "source_file"):
-        values = contacts[column].astype(object)
-        contacts[column] = values.where(values.notna(), "").astype(str)
-    contacts["has_text"] = contacts["text"].str.len() > 0
-    contacts["has_audio"] = contacts["id"].isin(audio_index["id"])
+    # Plain dicts, not DataFrame merges: the join runs for every served request
+    # too, where pandas' per-call cost dominated a one-contact prediction.
+    text_of = dict(zip(texts["id"], texts["text"], strict=True))
+    file_of = dict(zip(audio_index["id"], audio_index["source_file"], strict=True))
+    label_of = {
+        row[0]: row[1:]
+        for row in labels[["id", *LABEL_COLUMNS]].itertuples(index=False)
+    }
+    ids = sorted(set(text_of) | set(file_of) | set(label_of))
+    no_label = ("",) * len(LABEL_COLUMNS)
+    # id -> text, source_file, label, speaker, split ("" where it has none)
+    joined = {
+        i: tuple(
+            _text(v)
+            for v in (text_of.get(i), file_of.get(i), *label_of.get(i, no_label))
+        )
+        for i in ids
+    }
+    text_ids = set(text_of)
+    reasons_of: dict[tuple[str, str], list[str]] = {}
+    reasons_by_id: dict[str, set[str]] = {}
+    for record_id, source, reason in records[["id", "source", "reason"]].itertuples(
+        index=False
+    ):
+        if record_id != "":
+            reasons_of.setdefault((record_id, source), []).append(reason)
+            reasons_by_id.setdefault(record_id, set()).add(reason)
+    reasons_of = {key: sorted(set(r)) for key, r in reasons_of.items()}
 
-    reasons_of = (
-        records[records["id"] != ""]
-        .groupby(["id", "source"])["reason"]
-        .agg(lambda r: sorted(set(r)))
-        .to_dict()
-    )
-    text_ids, label_ids = set(texts["id"]), set(labels["id"])
     verdicts: dict[str, tuple[str, str]] = {}
-    record_ids = records.loc[records["id"] != ""].groupby("id")["reason"].agg(set)
-    for record_id, reasons in record_ids.items():
-        if record_id in set(contacts["id"]):
-            continue
+    for record_id in sorted(set(reasons_by_id) - set(ids)):
         verdicts[record_id] = (
             ("invalid_id", "the id is invalid: see this id's record rows")
-            if "invalid_id" in reasons
+            if "invalid_id" in reasons_by_id[record_id]
             else ("no_usable_modality", _modalities(record_id, reasons_of, text_ids))
         )
-    for row in contacts.itertuples():
-        if not row.has_text and not row.has_audio:
-            verdicts[row.id] = (
+    for contact_id in ids:
+        if not joined[contact_id][0] and contact_id not in file_of:
+            verdicts[contact_id] = (
                 "no_usable_modality",
-                _modalities(row.id, reasons_of, text_ids),
+                _modalities(contact_id, reasons_of, text_ids),
             )
-        elif row.id not in label_ids and (row.id, "raw_labels") in reasons_of:
-            reasons = ", ".join(reasons_of[row.id, "raw_labels"])
-            verdicts[row.id] = (
+        elif contact_id not in label_of and (contact_id, "raw_labels") in reasons_of:
+            reasons = ", ".join(reasons_of[contact_id, "raw_labels"])
+            verdicts[contact_id] = (
                 "label_rejected",
                 f"its label row was rejected ({reasons}): fix it, or empty the "
                 "label to mark the contact unlabeled",
             )
-    min_size = params.get("min_class_size") or 0
-    alive = contacts[~contacts["id"].isin(verdicts) & (contacts["label"] != "")]
-    sizes = alive["label"].value_counts()
-    rare = sizes[sizes < min_size]
-    for row in alive[alive["label"].isin(rare.index)].itertuples():
-        verdicts[row.id] = (
-            "rare_class",
-            f"label {quote(row.label)} has {rare[row.label]} labelled contact(s), "
-            f"fewer than min_class_size ({min_size}, data_processing.labels): too "
-            "few to train and evaluate it. Add examples, fix the label, or lower "
-            "the limit.",
-        )
-    if len(rare):
-        logger.warning(
-            "%d class(es) with fewer than %d labelled contacts were set aside "
-            "(rare_class): %d contacts",
-            len(rare),
-            min_size,
-            int(rare.sum()),
-        )
+    _set_aside_rare_classes(
+        {i: joined[i][2] for i in ids if i not in verdicts and joined[i][2]},
+        params.get("min_class_size") or 0,
+        verdicts,
+    )
     verdict_rows = _rejected(
         [
             {"id": i, "source": "contact", "location": "", "reason": r, "detail": d}
@@ -510,15 +503,58 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         ]
     )
     rejected = pd.concat([records, verdict_rows], ignore_index=True)
-    kept = contacts[~contacts["id"].isin(verdicts)].reset_index(drop=True)
+    kept = [i for i in ids if i not in verdicts]
+    columns = ["text", "source_file", *LABEL_COLUMNS]
+    contacts = pd.DataFrame(
+        {
+            "id": pd.Series(kept, dtype=str),
+            **{
+                column: pd.Series([joined[i][k] for i in kept], dtype=str)
+                for k, column in enumerate(columns)
+            },
+            "has_text": pd.Series([bool(joined[i][0]) for i in kept], dtype=bool),
+            "has_audio": pd.Series([i in file_of for i in kept], dtype=bool),
+        }
+    )
     logger.info(
         "Joined %d contacts; %d ids rejected (%s)",
-        len(kept),
+        len(contacts),
         len(verdict_rows),
         ", ".join(f"{r}: {n}" for r, n in Counter(verdict_rows["reason"]).items())
         or "none",
     )
-    return kept, rejected
+    return contacts, rejected
+
+
+def _text(value: Any) -> str:
+    """A joined cell as text: "" where the id had no such value."""
+    return "" if pd.isna(value) else str(value)
+
+
+def _set_aside_rare_classes(
+    labelled: dict[str, str], min_size: int, verdicts: dict[str, tuple[str, str]]
+) -> None:
+    """Adds a ``rare_class`` verdict for each labelled contact whose class has
+    fewer than ``min_size`` of them."""
+    sizes = Counter(labelled.values())
+    rare = {label: n for label, n in sizes.items() if n < min_size}
+    for contact_id, label in labelled.items():
+        if label in rare:
+            verdicts[contact_id] = (
+                "rare_class",
+                f"label {quote(label)} has {rare[label]} labelled contact(s), "
+                f"fewer than min_class_size ({min_size}, data_processing.labels): "
+                "too few to train and evaluate it. Add examples, fix the label, "
+                "or lower the limit.",
+            )
+    if rare:
+        logger.warning(
+            "%d class(es) with fewer than %d labelled contacts were set aside "
+            "(rare_class): %d contacts",
+            len(rare),
+            min_size,
+            sum(rare.values()),
+        )
 
 
 def raw_record_ids(

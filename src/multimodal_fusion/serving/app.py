@@ -2,8 +2,8 @@
 ``/v1/predict/batch``, with health, readiness, metrics and OpenAPI docs.
 
 Predictions go through :meth:`ModelPackage.predict` (the same validation,
-preparation and featurisation as training), one at a time: the Keras model is
-not guaranteed thread-safe, so :class:`Predictor` holds a lock while it runs.
+preparation and featurisation as training) on one model thread, which predicts
+the requests waiting for it together (:class:`Predictor`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import queue
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
@@ -39,14 +43,38 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 JSON_TYPES = ("application/json",)
 
 
-class Predictor:
-    """Runs the package's predictions one at a time and says when it is warm."""
+@dataclass
+class _Job:
+    """One request's contacts waiting for the model, and where its results go."""
 
-    def __init__(self, package: ModelPackage, settings: ServeSettings) -> None:
-        self.package, self.settings = package, settings
+    texts: list[str | None]
+    audio: list[bytes | None]
+    done: Future = field(default_factory=Future)
+
+
+class Predictor:
+    """Predicts contacts through the package in micro-batches, and says when
+    it is warm.
+
+    One thread runs the model. Requests that arrive while it is busy wait in a
+    queue and are predicted together in its next call, up to ``max_batch``
+    contacts (more when one request brings more): concurrent clients share the
+    per-call cost of validation, featurisation and the forward pass instead of
+    queueing behind a lock. Every contact's features are its own, so its
+    prediction is the one :meth:`ModelPackage.predict` gives it alone (tested).
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        settings: ServeSettings,
+        on_batch: Callable[[int], Any] = lambda contacts: None,
+    ) -> None:
+        self.package, self.settings, self.on_batch = package, settings, on_batch
         self.ready = threading.Event()
         self.warm_up_error: str | None = None
-        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, daemon=True, name="model").start()
 
     def predict(
         self, texts: Sequence[str | None], audio: Sequence[bytes | None]
@@ -54,20 +82,61 @@ class Predictor:
         """:func:`result_of` each contact's :meth:`ModelPackage.predict` row.
 
         Raises:
-            ServiceError: 503 when the model stays busy for the timeout.
+            ServiceError: 503 when the model has not answered within the
+                timeout (it stays queued and is predicted, unanswered).
         """
-        if not self._lock.acquire(timeout=self.settings.timeout_seconds):
+        job = _Job(list(texts), list(audio))
+        self._jobs.put(job)
+        try:
+            return job.done.result(timeout=self.settings.timeout_seconds)
+        except FutureTimeout:
             raise ServiceError(
                 503,
                 f"the model stayed busy for {self.settings.timeout_seconds:g} s",
                 headers={"Retry-After": "1"},
-            )
-        try:
-            rows = self.package.predict(
-                texts=list(texts), audio=list(audio), top_k=self.settings.top_k
-            )
-        finally:
-            self._lock.release()
+            ) from None
+
+    def _serve(self) -> None:
+        """The model thread: takes every waiting job (at least one) and
+        predicts them in one call."""
+        while True:
+            jobs = [self._jobs.get()]
+            contacts = len(jobs[0].texts)
+            while contacts < self.settings.max_batch:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+                contacts += len(jobs[-1].texts)
+            self._predict_together(jobs)
+            self.on_batch(contacts)
+
+    def _predict_together(self, jobs: list[_Job]) -> None:
+        """Sets each job's results from one package call; if that call fails,
+        each job is predicted alone so one request cannot fail the others."""
+        if len(jobs) > 1:
+            try:
+                results = self._results(
+                    [t for job in jobs for t in job.texts],
+                    [a for job in jobs for a in job.audio],
+                )
+            except Exception:  # retried one by one below, each with its error
+                LOGGER.exception("a micro-batch failed; predicting its requests alone")
+            else:
+                for job in jobs:
+                    job.done.set_result(results[: len(job.texts)])
+                    results = results[len(job.texts) :]
+                return
+        for job in jobs:
+            try:
+                job.done.set_result(self._results(job.texts, job.audio))
+            except Exception as err:  # the request answers 500, the thread lives
+                job.done.set_exception(err)
+
+    def _results(
+        self, texts: list[str | None], audio: list[bytes | None]
+    ) -> list[dict[str, Any]]:
+        rows = self.package.predict(texts=texts, audio=audio, top_k=self.settings.top_k)
         return [result_of(row) for _, row in rows.iterrows()]
 
     def warm_up(self) -> None:
@@ -187,8 +256,8 @@ def content_type_check(*accepted: str):
 def create_app(package: ModelPackage, settings: ServeSettings) -> FastAPI:
     """The prediction service for one loaded package (see the module
     docstring); it warms up in the background and is ready after that."""
-    predictor = Predictor(package, settings)
     metrics = ServiceMetrics()
+    predictor = Predictor(package, settings, on_batch=metrics.model_batch.observe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

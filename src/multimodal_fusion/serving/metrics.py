@@ -14,11 +14,13 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class ServiceMetrics:
     """Requests by path and status, latency, predictions by label, the
-    modalities contacts arrived with, rejections by reason, requests in flight."""
+    modalities contacts arrived with, rejections by reason, requests in flight,
+    contacts per model call."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -53,6 +55,12 @@ class ServiceMetrics:
             "mf_rejected_inputs",
             "Rejected contacts and inputs by reason",
             ["reason"],
+            registry=self.registry,
+        )
+        self.model_batch = Histogram(
+            "mf_model_batch_contacts",
+            "Contacts predicted together in one model call (micro-batching)",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.in_flight = Gauge(

@@ -27,7 +27,8 @@ class ServeSettings:
             allowed on loopback with ``insecure_local``, see
             :func:`check_exposure`).
         max_body_bytes: Largest request body (413 above it).
-        max_batch: Most contacts in one batch request.
+        max_batch: Most contacts in one batch request, and in one model call
+            (requests waiting together are predicted in one call).
         rate_per_second: Requests a client may make per second, sustained
             (token bucket, per bearer token, or per client address without
             authentication; 429 beyond it).
@@ -44,7 +45,7 @@ class ServeSettings:
     max_batch: int = 64
     rate_per_second: float = 10.0
     burst: int = 20
-    max_concurrency: int = 4
+    max_concurrency: int = 16
     timeout_seconds: float = 30.0
     top_k: int = 3
 
