@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test,tracking]"
+	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test,tracking,export]"
 	touch $@
 
 install: $(BIN)/.installed
