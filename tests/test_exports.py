@@ -6,6 +6,8 @@ refused; then one real ``kedro run --pipelines export`` on the toy project."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +27,8 @@ from multimodal_fusion.fusion import (  # noqa: E402
     FusionClassifier,
     LateFusionClassifier,
 )
-from multimodal_fusion.package import PackageError  # noqa: E402
+from multimodal_fusion.package import ModelPackage, PackageError  # noqa: E402
+from tests.project_copy import latest_version, outputs, run_session  # noqa: E402
 
 VERSION = "2026-12-03T00.00.00.000Z"
 SMALL = {
@@ -166,3 +169,57 @@ def test_an_export_of_another_version_or_with_a_changed_file_is_refused(
     (tmp_path / "litert_int8/model.tflite").unlink()
     with pytest.raises(PackageError, match="is missing"):
         load_runtimes(tmp_path, "litert_int8", VERSION)
+
+
+# --- the export pipeline on the toy project ------------------------------------
+
+QUICK_EXPORT = {
+    "export": {
+        "formats": ["keras", "litert_int8", "onnx_fp32"],
+        "sparsities": [0.5],
+        "fine_tune_epochs": 1,
+        "latency_contacts": 5,
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def exported(toy_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained toy project after ``kedro run --pipelines export``."""
+    project = tmp_path_factory.mktemp("exported") / "project"
+    shutil.copytree(toy_project, project)
+    run_session(project, pipeline_name="export", runtime_params=QUICK_EXPORT)
+    return project
+
+
+@pytest.mark.slow
+def test_the_export_pipeline_measures_every_format_and_serves_them(exported):
+    data = exported / outputs()
+    metrics = json.loads(
+        (latest_version(data / "08_reporting/export_metrics.json")).read_text()
+    )
+    rows = {row["format"]: row for row in metrics["formats"]}
+    assert list(rows) == ["keras", "litert_int8", "onnx_fp32", "pruned_50"]
+    assert rows["onnx_fp32"]["agreement"] == 1.0
+    assert rows["keras"]["accuracy"] == rows["onnx_fp32"]["accuracy"]
+    assert rows["pruned_50"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    for row in rows.values():
+        assert row["size_bytes"] > 0 and row["p50_ms"] > 0
+    report = latest_version(data / "08_reporting/export_report.html").read_text()
+    assert "litert_int8" in report and "pruned_50" in report
+
+    folder = latest_version(data / "06_models/model_package")
+    keras = ModelPackage.load(folder)
+    litert = ModelPackage.load(folder, format="litert")  # the newest export
+    assert litert.export_format == "litert_int8"
+    clip = exported / "data/01_raw/audio/t0003.wav"
+    texts, audio = ["my parcel courier late issue", None], [clip, clip]
+    expected = keras.predict(texts=texts, audio=audio)
+    served = litert.predict(texts=texts, audio=audio)
+    assert list(served["predicted"]) == list(expected["predicted"])
+    onnx = keras.with_export(latest_version(data / "06_models/model_exports"), "onnx")
+    np.testing.assert_allclose(
+        onnx.predict(texts=texts, audio=audio)["probability"],
+        expected["probability"],
+        atol=1e-4,
+    )

@@ -286,7 +286,10 @@ def prune(
 ) -> Classifier:
     """A copy of ``classifier`` whose kernels are pruned to ``sparsity``
     (per kernel, smallest magnitudes first) and fine-tuned ``epochs`` epochs
-    on ``inputs``/``y`` with the pruned weights held at zero."""
+    on ``inputs``/``y`` with the pruned weights held at zero (Adam at the
+    network's learning rate, as it was trained)."""
+    import keras
+
     pruned = pickle.loads(pickle.dumps(classifier))  # the networks copied
     for network in networks(pruned).values():
         callback = magnitude_pruning(sparsity)
@@ -294,6 +297,11 @@ def prune(
         if epochs < 1:
             callback.on_train_begin()
             continue
+        # A package's networks are loaded without their training state.
+        network.model_.compile(
+            optimizer=keras.optimizers.Adam(network.learning_rate),
+            loss="sparse_categorical_crossentropy",
+        )
         network.model_.fit(
             fit_batches(
                 network._select(inputs),
@@ -307,7 +315,12 @@ def prune(
             shuffle=False,
             verbose=0,
         )
-    return pruned
+    # The weights, in copies without the fine-tuning optimiser's state (which
+    # the .keras file would hold: three times the network's size).
+    clean = pickle.loads(pickle.dumps(classifier))
+    for name, network in networks(clean).items():
+        network.model_.set_weights(networks(pruned)[name].model_.get_weights())
+    return clean
 
 
 # --- loading ------------------------------------------------------------------
