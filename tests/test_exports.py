@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("ai_edge_litert", reason="the export extra is not installed")
 
 from multimodal_fusion import exports  # noqa: E402
+from multimodal_fusion.__main__ import predict_command  # noqa: E402
 from multimodal_fusion.exports import (  # noqa: E402
     export_files,
     kernel_sparsity,
@@ -193,7 +194,7 @@ def exported(toy_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.mark.slow
-def test_the_export_pipeline_measures_every_format_and_serves_them(exported):
+def test_the_export_pipeline_measures_every_format_and_serves_them(exported, capsys):
     data = exported / outputs()
     metrics = json.loads(
         (latest_version(data / "08_reporting/export_metrics.json")).read_text()
@@ -223,3 +224,9 @@ def test_the_export_pipeline_measures_every_format_and_serves_them(exported):
         expected["probability"],
         atol=1e-4,
     )
+    # The shell predictor takes the same formats; a wrong one exits with 2.
+    args = ["--package", str(folder), "--text", texts[0], "--json"]
+    assert predict_command([*args, "--format", "onnx"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == expected["predicted"][0]
+    assert predict_command([*args, "--format", "tensorrt"]) == 2
+    assert "Unknown export format" in capsys.readouterr().err
