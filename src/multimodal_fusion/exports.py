@@ -358,7 +358,11 @@ def read_manifest(files: Mapping[str, bytes]) -> dict[str, Any]:
     try:
         found = json.loads(files[MANIFEST])
     except KeyError as err:
-        raise PackageError(f"Not a model export: no {MANIFEST}") from err
+        where = getattr(files, "folder", "these files")
+        raise PackageError(
+            f"'{where}' is not a model export: it has no {MANIFEST} (give a "
+            "model_exports/<version>/model_exports folder)"
+        ) from err
     if found.get("format") != EXPORTS_FORMAT:
         raise PackageError(
             f"A model export of format {found.get('format')!r}; this version reads "
