@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test,tracking]"
+	$(BIN)/python -m pip install --quiet -e ".[demo,serve,test,tracking,export]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -53,10 +53,12 @@ viz: install
 
 # Serves the newest model package of the local environment on 127.0.0.1:$(PORT),
 # 8000 unless PORT=... is given (tokens from MF_SERVE_TOKENS; without them, add
-# ARGS=--insecure-local).
+# ARGS=--insecure-local), with its Keras network or FORMAT=litert|onnx|<format>
+# (from `kedro run --pipelines export`).
 serve: PORT = 8000
 serve: install
 	$(BIN)/python -m multimodal_fusion serve --port $(PORT) $(ARGS) \
+		--format $(or $(FORMAT),keras) \
 		--package "$$(ls -d data/local/06_models/model_package/*/model_package | tail -n 1)"
 
 # MLflow's UI on http://127.0.0.1:$(PORT) (5000 unless PORT=...), on the store of

@@ -4,7 +4,7 @@ commands, plus ``predict``, which scores one contact with a model package, and
 :mod:`multimodal_fusion.serving`); neither needs a Kedro project::
 
     python -m multimodal_fusion predict --package <folder> --text "..." --audio call.wav
-    python -m multimodal_fusion serve --package <folder> --port 8000
+    python -m multimodal_fusion serve --package <folder> --port 8000 --format litert
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def predict_command(argv: list[str]) -> int:
         help="the model package folder (data/<env>/06_models/model_package/"
         "<version>/model_package)",
     )
+    from multimodal_fusion.serving.cli import add_format_arguments
+
+    add_format_arguments(parser)
     parser.add_argument("--text", help="the typed message")
     parser.add_argument("--audio", type=Path, help="the voice message (audio file)")
     parser.add_argument("--top", type=int, default=3, help="labels to list")
@@ -43,7 +46,9 @@ def predict_command(argv: list[str]) -> int:
     # Only warnings (a rejected record, say) on stderr; the result on stdout.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        package = ModelPackage.load(args.package)
+        package = ModelPackage.load(
+            args.package, exports=args.exports, format=args.format
+        )
         row = package.predict(
             texts=[args.text], audio=[args.audio], top_k=args.top
         ).iloc[0]

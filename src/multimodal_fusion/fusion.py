@@ -472,6 +472,7 @@ class KerasPickleMixin:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
+        state.pop("_runtime", None)  # an export's interpreter does not pickle
         for name in self._keras_attributes:
             if state.get(name) is not None:
                 state[name] = pickle.dumps(state[name])
@@ -685,10 +686,17 @@ class FusionClassifier(KerasPickleMixin, Stateful):
         """The hyperparameters the network builder reads."""
         return {name: getattr(self, name) for name in NETWORK_HYPERPARAMETERS}
 
+    # The runtime that runs the network instead of ``model_`` (an export, see
+    # multimodal_fusion.exports.use_runtimes); None: the Keras model.
+    _runtime = None
+
     def predict_proba(self, inputs: dict) -> np.ndarray:
-        """Class probabilities, shape ``(n_rows, n_classes)``."""
+        """Class probabilities, shape ``(n_rows, n_classes)``, from the Keras
+        model or, when one is set, the runtime of an export."""
         if self.model_ is None:
             raise RuntimeError(f"This model was not trained: {self.skipped_reason_}")
+        if self._runtime is not None:
+            return self._runtime.predict(self._select(inputs), self._stride())
         return predict_in_batches(
             self.model_, self._select(inputs), multiple=self._stride()
         )

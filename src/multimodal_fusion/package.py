@@ -29,7 +29,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,8 @@ class ModelPackage:
         parameters: The parameters the model was trained with.
         provenance: Environment, data fingerprint, test metrics, versions.
         version: The package's version (its catalog version), set when saved.
+        export_format: What runs its networks: ``keras``, or the export
+            format given to :meth:`with_export` (not saved).
     """
 
     variant: str
@@ -115,6 +117,7 @@ class ModelPackage:
     parameters: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
+    export_format: str = "keras"
 
     @property
     def classes(self) -> list[str]:
@@ -167,14 +170,61 @@ class ModelPackage:
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ModelPackage:
-        """Reads a package folder written by :meth:`save`.
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        exports: str | os.PathLike | None = None,
+        format: str = "keras",
+    ) -> ModelPackage:
+        """Reads a package folder written by :meth:`save`; with a ``format``
+        other than ``keras``, it predicts with that export (see
+        :meth:`with_export`; ``exports`` None: the newest export of this
+        package version beside it, :func:`multimodal_fusion.exports.find_exports`).
 
         Raises:
             PackageError: when the folder is not a package of this format, a
                 file is missing, added or changed since it was written, or
-                holds anything that could run code.
+                holds anything that could run code; or the export is refused.
         """
+        package = cls._load(path)
+        if format == "keras":
+            return package
+        if exports is None:
+            from multimodal_fusion.exports import find_exports
+
+            exports = find_exports(path, package.version)
+        return package.with_export(exports, format)
+
+    def with_export(
+        self, exports: str | os.PathLike | Mapping[str, bytes], format: str
+    ) -> ModelPackage:
+        """A copy of the package whose networks run from an export.
+
+        Args:
+            exports: A ``model_exports`` folder (or its files by path).
+            format: ``keras`` (the package itself), ``litert_int8``,
+                ``litert_float16``, ``onnx_fp32``, ``onnx_int8``, ``pruned_50``,
+                ``pruned_80`` (``litert`` / ``onnx``: int8 / fp32).
+
+        Raises:
+            PackageError: when the export was made from another package
+                version, lacks the format, or a file changed.
+        """
+        from multimodal_fusion.exports import canonical, load_runtimes, use_runtimes
+
+        format = canonical(format)
+        if format == "keras":
+            return dataclasses.replace(
+                self, model=use_runtimes(self.model, None), export_format="keras"
+            )
+        runtimes = load_runtimes(exports, format, self.version)
+        return dataclasses.replace(
+            self, model=use_runtimes(self.model, runtimes), export_format=format
+        )
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike) -> ModelPackage:
         folder = Path(path)
         manifest = cls._manifest(folder)
         cls._check_files(folder, manifest["files"])

@@ -38,11 +38,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Registers every pipeline; ``__default__`` is the five main ones in a row,
     each under its own namespace (:func:`as_stage`).
 
-    ``demo_data``, ``inference`` and ``tuning`` stand apart and run only when
-    asked for (``kedro run --pipelines demo_data``): the first writes the raw
-    demo dataset and a batch of new demo contacts, the second scores new
-    contacts with a model package, the third searches the variants'
-    hyperparameters with Optuna.
+    ``demo_data``, ``inference``, ``tuning`` and ``export`` stand apart and
+    run only when asked for (``kedro run --pipelines demo_data``): the first
+    writes the raw demo dataset and a batch of new demo contacts, the second
+    scores new contacts with a model package, the third searches the variants'
+    hyperparameters with Optuna, the fourth exports the package's networks to
+    LiteRT, ONNX and pruned formats and measures them.
     """
     pipelines = find_pipelines(raise_errors=True)
     # Kedro may load only the pipelines a command asks for: wrap those present.

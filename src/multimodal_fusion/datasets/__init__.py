@@ -3,6 +3,7 @@
 from .array_folder_dataset import ArrayChunk, ArrayFolderDataset
 from .audio_dataset import AudioClip, AudioDataset, AudioInfo
 from .audio_folder_dataset import AudioFolderDataset, AudioSource
+from .file_folder_dataset import FileFolderDataset
 from .model_package_dataset import ModelPackageDataset
 from .tolerant_csv_dataset import TolerantCSVDataset
 from .version_history_dataset import VersionHistoryDataset
@@ -15,6 +16,7 @@ __all__ = [
     "AudioFolderDataset",
     "AudioInfo",
     "AudioSource",
+    "FileFolderDataset",
     "ModelPackageDataset",
     "TolerantCSVDataset",
     "VersionHistoryDataset",

@@ -154,7 +154,7 @@ class UtteranceNormalization(layers.Layer):
 
     def call(self, frames):
         real = ops.cast(ops.any(ops.not_equal(frames, 0), axis=-1), frames.dtype)
-        weights = real[:, :, None]
+        weights = ops.expand_dims(real, -1)
         count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
         mean = ops.sum(frames * weights, axis=1, keepdims=True) / count
         variance = ops.sum(ops.square(frames - mean) * weights, axis=1, keepdims=True)
@@ -183,7 +183,7 @@ class SequenceMask(layers.Layer):
         mask = ops.cast(nonzero, "float32")
         if self.pool > 1:
             mask = ops.max_pool(
-                mask[:, :, None], self.pool, strides=self.pool, padding="same"
+                ops.expand_dims(mask, -1), self.pool, strides=self.pool, padding="same"
             )[:, :, 0]
         return mask
 
@@ -306,15 +306,17 @@ class CrossModalAttention(layers.Layer):
     def call(self, inputs, training=False):
         queries, keys, query_mask, key_mask, presence = inputs
         key_present = presence[:, self.key_index]
-        key_mask = key_mask * key_present[:, None]
-        mask = ops.cast(query_mask[:, :, None] * key_mask[:, None, :], "bool")
+        key_mask = key_mask * ops.expand_dims(key_present, -1)
+        mask = ops.cast(
+            ops.expand_dims(query_mask, 2) * ops.expand_dims(key_mask, 1), "bool"
+        )
         attended = self.attention(
             self.query_norm(queries),
             self.key_norm(keys),
             attention_mask=mask,
             training=training,
         )
-        return queries + attended * key_present[:, None, None]
+        return queries + attended * ops.reshape(key_present, (-1, 1, 1))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -336,7 +338,7 @@ class MaskedPooling(layers.Layer):
 
     def call(self, inputs):
         sequence, mask = inputs
-        weights = mask[:, :, None]
+        weights = ops.expand_dims(mask, -1)
         count = ops.sum(weights, axis=1)
         mean = ops.sum(sequence * weights, axis=1) / ops.maximum(count, 1.0)
         peak = ops.max(sequence + (1.0 - weights) * _NEG_INF, axis=1)

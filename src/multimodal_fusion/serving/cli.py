@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
         "in the Kedro credentials of --env (conf/<env>/credentials.yml).",
     )
     parse.add_argument("--package", required=True, type=Path, help="package folder")
+    add_format_arguments(parse)
     parse.add_argument(
         "--env", default=None, help="Kedro environment whose credentials hold tokens"
     )
@@ -62,6 +63,24 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=DEFAULTS.timeout_seconds, help="seconds"
     )
     return parse
+
+
+def add_format_arguments(parse: argparse.ArgumentParser) -> None:
+    """``--format`` and ``--exports``: predict with a compressed export."""
+    parse.add_argument(
+        "--format",
+        default="keras",
+        help="what runs the networks: keras (default), litert (= litert_int8), "
+        "onnx (= onnx_fp32), or an exact format: litert_float16, onnx_int8, "
+        "pruned_50, pruned_80 (kedro run --pipelines export makes them)",
+    )
+    parse.add_argument(
+        "--exports",
+        type=Path,
+        default=None,
+        help="the model_exports folder to read the format from (default: the "
+        "newest one beside the package that was made from its version)",
+    )
 
 
 def settings_of(args: argparse.Namespace, tokens: tuple[str, ...]) -> ServeSettings:
@@ -109,7 +128,9 @@ def serve_command(argv: list[str]) -> int:
     from multimodal_fusion.serving.app import create_app
 
     try:
-        package = ModelPackage.load(args.package)
+        package = ModelPackage.load(
+            args.package, exports=args.exports, format=args.format
+        )
     except PackageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
