@@ -4,14 +4,17 @@ Starts ``python -m multimodal_fusion serve`` on 127.0.0.1 (a fresh token, the
 rate limit out of the way, room for 16 requests at once), waits until it is
 ready, then sends real demo contacts (the typed message and the clip of each
 contact in ``data/01_raw/incoming``) as multipart forms, ``--requests`` per
-concurrency level, each client thread on its own keep-alive connection. Prints
-one line per level and the server's peak RSS:
+concurrency level, each client thread on its own keep-alive connection. One
+server per model format (``--formats``; the exports come from ``kedro run
+--pipelines export``), one after the other. Prints one line per format and
+level, and each server's peak RSS:
 
-    serve keras c=<n>: p50_ms=<x> p95_ms=<x> p99_ms=<x> throughput=<x>/s errors=<n>
+    serve <format> c=<n>: p50_ms=<x> p95_ms=<x> p99_ms=<x> throughput=<x>/s errors=<n>
 
-Run from the project root after ``make demo``:
+Run from the project root after ``make demo`` (and the export pipeline):
 
     .venv/bin/python benchmarks/serve.py
+    .venv/bin/python benchmarks/serve.py --formats keras onnx_int8
     .venv/bin/python benchmarks/serve.py --requests 100 --concurrency 1 4
 """
 
@@ -72,9 +75,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(package: Path, port: int, token: str) -> subprocess.Popen:
+def _start(package: Path, model_format: str, port: int, token: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "multimodal_fusion", "serve"]
     command += ["--package", str(package), "--port", str(port)]
+    command += ["--format", model_format]
     command += ["--rate", "100000", "--burst", "100000", "--max-concurrency", "32"]
     server = subprocess.Popen(
         command,
@@ -154,29 +158,41 @@ def main() -> None:
     parser.add_argument("--incoming", type=Path, default=root / "data/01_raw/incoming")
     parser.add_argument("--requests", type=int, default=200, help="per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--formats", nargs="+", default=["keras", "litert_int8"], help="serve --format"
+    )
     args = parser.parse_args()
 
     package = args.package or _newest_package(root)
     bodies = _contacts(args.incoming, args.requests)
-    token, port = secrets.token_urlsafe(32), _free_port()
     print(f"package: {package}\ncontacts: {len(bodies)} (text + clip)")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    server = _start(package, port, token)
+    for model_format in args.formats:
+        _benchmark(package, model_format, bodies, args.concurrency)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def _benchmark(
+    package: Path, model_format: str, bodies: list[bytes], levels: list[int]
+) -> None:
+    """One server of ``model_format``: a line per concurrency level, its RSS."""
+    token, port = secrets.token_urlsafe(32), _free_port()
+    server = _start(package, model_format, port, token)
     try:
         _run_level(port, token, bodies[:10], 1)  # warm connections and caches
-        for concurrency in args.concurrency:
+        for concurrency in levels:
             latencies, errors, seconds = _run_level(port, token, bodies, concurrency)
             p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
             print(
-                f"serve keras c={concurrency}: p50_ms={p50:.1f} p95_ms={p95:.1f} "
-                f"p99_ms={p99:.1f} throughput={len(latencies) / seconds:.1f}/s "
-                f"errors={errors}"
+                f"serve {model_format} c={concurrency}: p50_ms={p50:.1f} "
+                f"p95_ms={p95:.1f} p99_ms={p99:.1f} "
+                f"throughput={len(latencies) / seconds:.1f}/s errors={errors}"
             )
-        print(f"server peak RSS: {_peak_rss_mib(server.pid):.0f} MiB")
+        rss = _peak_rss_mib(server.pid)
+        print(f"serve {model_format}: server peak RSS {rss:.0f} MiB")
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
