@@ -232,3 +232,25 @@ def test_the_export_pipeline_measures_every_format_and_serves_them(exported, cap
     assert json.loads(out[out.index("{\n") :])["label"] == expected["predicted"][0]
     assert predict_command([*args, "--format", "tensorrt"]) == 2
     assert "Unknown export format" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_service_serves_an_export_as_the_package_predicts_with_it(
+    exported, tmp_path
+):
+    from tests.test_serving import TOKEN, _predict, _start, _stop, _wait_ready
+
+    folder = latest_version(exported / outputs() / "06_models/model_package")
+    server = _start(folder, tmp_path / "serve.log", TOKEN, "--format", "litert")
+    try:
+        _wait_ready(server)
+        clip = (exported / "data/01_raw/audio/t0003.wav").read_bytes()
+        reply = _predict(server, text="my parcel courier late issue", audio=clip)
+    finally:
+        _stop(server)
+    assert reply.status == 200, reply.body
+    direct = ModelPackage.load(folder, format="litert").predict(
+        texts=["my parcel courier late issue"], audio=[clip]
+    )
+    assert reply.json()["label"] == direct["predicted"][0]
+    assert reply.json()["probability"] == pytest.approx(direct["probability"][0])

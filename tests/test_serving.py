@@ -338,6 +338,7 @@ def test_health_readiness_docs_and_metrics(main):
     assert _call(main, "GET", "/healthz", token=None).json() == {"status": "ok"}
     ready = _call(main, "GET", "/readyz", token=None).json()
     assert ready["status"] == "ready"
+    assert ready["format"] == "keras"
     paths = _call(main, "GET", "/openapi.json", token=None).json()["paths"]
     assert {"/v1/predict", "/v1/predict/batch", "/healthz", "/readyz"} <= set(paths)
     assert _call(main, "GET", "/docs", token=None).status == 200

@@ -266,7 +266,8 @@ def create_app(package: ModelPackage, settings: ServeSettings) -> FastAPI:
 
     app = FastAPI(
         title="multimodal-fusion prediction service",
-        summary=f"{package.variant}, package {package.version}",
+        summary=f"{package.variant}, package {package.version} "
+        f"({package.export_format})",
         description="Predicts a contact's label from its typed message and/or its "
         "voice message. Send `Authorization: Bearer <token>` to /v1 and /metrics.",
         lifespan=lifespan,
@@ -381,6 +382,7 @@ def create_app(package: ModelPackage, settings: ServeSettings) -> FastAPI:
             "status": "ready",
             "variant": package.variant,
             "package_version": package.version,
+            "format": package.export_format,
             "modalities": package.modalities,
             "classes": package.classes,
         }
