@@ -14,6 +14,7 @@ from multimodal_fusion.audio import (
     AudioLimits,
     AudioProblem,
     DecodedSource,
+    clip_source,
     decode_mono,
     inspect_clip,
     prepare_clip,
@@ -206,3 +207,20 @@ def test_damaged_headers_are_quarantined_never_raised(cut, flips, extra):
     assert isinstance(result, AudioFacts) or (
         isinstance(result, AudioProblem) and result.reason in REASONS
     ), result
+
+
+def test_an_uploaded_clip_decodes_once_for_its_check_and_its_preparation():
+    rate = 8000
+    waveform = (0.3 * np.sin(np.arange(rate * 2) / 7)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, rate, format="FLAC")
+    whole = clip_source("a.flac", buffer.getvalue())
+    assert isinstance(inspect_clip(whole), AudioFacts)
+    first, again = whole(), whole()
+    np.testing.assert_array_equal(first.waveform, again.waveform)
+    assert len(first.waveform) == len(waveform)
+    # A decode stopped by the length check keeps nothing: the next one is whole.
+    cut = clip_source("b.flac", buffer.getvalue())
+    short = AudioLimits(min_seconds=0.0001, max_seconds=0.5)
+    assert inspect_clip(cut, short).reason == "too_long"
+    np.testing.assert_array_equal(cut().waveform, first.waveform)
