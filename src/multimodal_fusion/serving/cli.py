@@ -96,8 +96,18 @@ def settings_of(args: argparse.Namespace, tokens: tuple[str, ...]) -> ServeSetti
 
 
 def configure_logging() -> None:
-    """Access log lines (already JSON) as they are; other logs with a level."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    """Access log lines (already JSON) as they are; other logs with a level,
+    warnings and errors only.
+
+    Kedro configures logging when it is imported (the project's
+    ``conf/logging.yml``: rich console output, the project's loggers at INFO),
+    which would print and render three lines per model call; the service's
+    console is its access log.
+    """
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(message)s", force=True
+    )
+    logging.getLogger("multimodal_fusion").setLevel(logging.WARNING)
     access = logging.getLogger("multimodal_fusion.serving.access")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -85,9 +85,9 @@ def tokens_from_credentials(conf_source: Path, env: str | None) -> tuple[str, ..
         raise ServeConfigError(
             f"no environment {env!r}: {conf_source / env} is missing"
         )
-    from multimodal_fusion.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+    from multimodal_fusion.config_loader import CONFIG_LOADER_ARGS, ProjectConfigLoader
 
-    loader = CONFIG_LOADER_CLASS(str(conf_source), env=env, **CONFIG_LOADER_ARGS)
+    loader = ProjectConfigLoader(str(conf_source), env=env, **CONFIG_LOADER_ARGS)
     try:
         credentials = loader["credentials"]
     except MissingConfigException:  # no credentials file: no tokens from here
