@@ -142,6 +142,11 @@ def test_pruning_reaches_its_sparsity_and_keeps_predicting(gated, data):
     assert kernel_sparsity(pruned.model_) == pytest.approx(0.8, abs=0.01)
     assert kernel_sparsity(gated.model_) < 0.01  # the original is untouched
     np.testing.assert_array_equal(gated.predict_proba(inputs), before)
+    again = prune(gated, inputs, y, sparsity=0.8, epochs=1)  # same seed, same weights
+    for first, second in zip(
+        pruned.model_.get_weights(), again.model_.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(first, second)
     files = export_files(gated, "pruned_80", pruned)
     files[exports.MANIFEST] = json.dumps(manifest(files, VERSION, "toy")).encode()
     proba = _predict(gated, files, "pruned_80", inputs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import html
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,8 @@ from multimodal_fusion.exports import (
 )
 from multimodal_fusion.fusion import Classifier
 from multimodal_fusion.package import ModelPackage
+
+LOGGER = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -127,6 +130,15 @@ def evaluate_exports(
                 **sizes,
                 "sparsity": exported.get(fmt, {}).get("sparsity"),
             }
+        )
+        row = rows[-1]
+        LOGGER.info(
+            "%s: %s, accuracy %.3f, %.1f %% same labels as keras, %.2f ms",
+            fmt,
+            H.human(row["gzip_bytes" if row["sparsity"] else "size_bytes"], "bytes"),
+            row["accuracy"],
+            100 * row["agreement"],
+            row["p50_ms"],
         )
     return {
         "package_version": package.version,
