@@ -4,8 +4,6 @@ Kedro dataset: the export pipeline's ``model_exports``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kedro.io.core import get_filepath_str
 
 from .file_dataset import FileDataset
@@ -42,10 +40,3 @@ class FileFolderDataset(FileDataset[dict[str, bytes], dict[str, bytes]]):
             with self._fs.open(path, "wb") as stream:
                 stream.write(content)
         self._invalidate_cache()
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "version": self._version,
-        }

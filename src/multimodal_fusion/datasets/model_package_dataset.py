@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kedro.io.core import get_filepath_str
 
@@ -56,10 +56,3 @@ class ModelPackageDataset(FileDataset["ModelPackage", "ModelPackage"]):
                 data.save(Path(folder) / "package", version=version)
                 self._fs.put(f"{folder}/package", save_path, recursive=True)
         self._invalidate_cache()
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "version": self._version,
-        }
