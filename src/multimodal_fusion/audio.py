@@ -161,12 +161,15 @@ class EncodedSource:
         self.key = key
         self._data = data
         self._decoded: tuple[int, list[np.ndarray]] | None = None
+        self._info: AudioInfo | None = None
 
     def __call__(self) -> AudioClip:
         return decode_mono(self)
 
     def info(self) -> AudioInfo:
-        return read_info(io.BytesIO(self._data), name=self.key)
+        if self._info is None:  # read by the check, the decode and the index
+            self._info = read_info(io.BytesIO(self._data), name=self.key)
+        return self._info
 
     def blocks(self, blocksize: int = BLOCKSIZE) -> Iterator[np.ndarray]:
         if self._decoded and self._decoded[0] == blocksize:

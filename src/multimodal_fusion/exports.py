@@ -209,6 +209,14 @@ def export_files(
     }
 
 
+def file_sizes(files: list[bytes]) -> dict[str, int]:
+    """Total size and gzip size of some files' bytes."""
+    return {
+        "size_bytes": sum(map(len, files)),
+        "gzip_bytes": sum(len(gzip.compress(f, mtime=0)) for f in files),
+    }
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -232,8 +240,7 @@ def manifest(
         entry["files"][Path(name).stem] = {
             "file": path,
             "sha256": sha256(data),
-            "size_bytes": len(data),
-            "gzip_bytes": len(gzip.compress(data, mtime=0)),
+            **file_sizes([data]),
         }
     for fmt, entry in formats.items():
         for key in ("size_bytes", "gzip_bytes"):

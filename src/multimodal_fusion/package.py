@@ -214,11 +214,9 @@ class ModelPackage:
         from multimodal_fusion.exports import canonical, load_runtimes, use_runtimes
 
         format = canonical(format)
-        if format == "keras":
-            return dataclasses.replace(
-                self, model=use_runtimes(self.model, None), export_format="keras"
-            )
-        runtimes = load_runtimes(exports, format, self.version)
+        runtimes = (
+            None if format == "keras" else load_runtimes(exports, format, self.version)
+        )
         return dataclasses.replace(
             self, model=use_runtimes(self.model, runtimes), export_format=format
         )

@@ -67,7 +67,25 @@ class KerasRuntime:
         return predict_in_batches(self.model, inputs, multiple=multiple)
 
 
-class LiteRTRuntime:
+class _ExportedRuntime:
+    """An exported network: dense batches cast to its input types, one call
+    per batch (``_run``); ``dtypes`` and ``widths`` come from the file."""
+
+    dtypes: dict[str, Any]
+    widths: dict[str, int | None]
+
+    def predict(self, inputs: dict[str, Any], multiple: int) -> np.ndarray:
+        outputs = []
+        for batch in batches(inputs, multiple, self.widths):
+            fed = {k: v.astype(self.dtypes[k], copy=False) for k, v in batch.items()}
+            outputs.append(self._run(fed))
+        return np.concatenate(outputs)
+
+    def _run(self, fed: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LiteRTRuntime(_ExportedRuntime):
     """A ``.tflite`` network run by ai-edge-litert's interpreter. Its
     signature runner resizes the inputs to each batch's shape (batch size and
     frame length are dynamic in the export)."""
@@ -86,15 +104,11 @@ class LiteRTRuntime:
             if name in PADDED_INPUTS
         }
 
-    def predict(self, inputs: dict[str, Any], multiple: int) -> np.ndarray:
-        outputs = []
-        for batch in batches(inputs, multiple, self.widths):
-            fed = {k: v.astype(self.dtypes[k], copy=False) for k, v in batch.items()}
-            outputs.append(next(iter(self.runner(**fed).values())))
-        return np.concatenate(outputs)
+    def _run(self, fed: dict[str, np.ndarray]) -> np.ndarray:
+        return next(iter(self.runner(**fed).values()))
 
 
-class OnnxRuntime:
+class OnnxRuntime(_ExportedRuntime):
     """An ``.onnx`` network run by ONNX Runtime on the CPU (dynamic batch and
     frame axes)."""
 
@@ -123,9 +137,5 @@ class OnnxRuntime:
             if i.name in PADDED_INPUTS
         }
 
-    def predict(self, inputs: dict[str, Any], multiple: int) -> np.ndarray:
-        outputs = []
-        for batch in batches(inputs, multiple, self.widths):
-            fed = {k: v.astype(self.dtypes[k], copy=False) for k, v in batch.items()}
-            outputs.append(self.session.run(None, fed)[0])
-        return np.concatenate(outputs)
+    def _run(self, fed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, fed)[0]

@@ -85,16 +85,22 @@ class Predictor:
             ServiceError: 503 when the model has not answered within the
                 timeout (it stays queued and is predicted, unanswered).
         """
-        job = _Job(list(texts), list(audio))
-        self._jobs.put(job)
         try:
-            return job.done.result(timeout=self.settings.timeout_seconds)
+            return self._submit(texts, audio).result(
+                timeout=self.settings.timeout_seconds
+            )
         except FutureTimeout:
             raise ServiceError(
                 503,
                 f"the model stayed busy for {self.settings.timeout_seconds:g} s",
                 headers={"Retry-After": "1"},
             ) from None
+
+    def _submit(self, texts: Sequence[Any], audio: Sequence[Any]) -> Future:
+        """Queues contacts for the model thread; their results' future."""
+        job = _Job(list(texts), list(audio))
+        self._jobs.put(job)
+        return job.done
 
     def _serve(self) -> None:
         """The model thread: takes every waiting job (at least one) and
@@ -144,10 +150,10 @@ class Predictor:
         request does not pay for tracing and compiling; then ready."""
         rate = int(self.package.preprocessing["audio"]["sample_rate"])
         tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)
-        try:
-            self.package.predict(
-                texts=["warm up"], audio=[AudioClip(tone.astype(np.float32), rate)]
-            )
+        try:  # on the model thread: an export's interpreter is not thread-safe
+            self._submit(
+                ["warm up"], [AudioClip(tone.astype(np.float32), rate)]
+            ).result()
         except Exception as err:  # reported by /readyz, never a crash
             self.warm_up_error = f"{type(err).__name__}: {err}"
             LOGGER.exception("warm-up prediction failed")

@@ -3,7 +3,6 @@ each format measured on the test split, and the table as an HTML page."""
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import logging
@@ -20,6 +19,7 @@ from multimodal_fusion.exports import (
     canonical,
     export_files,
     family,
+    file_sizes,
     keras_bytes,
     kernel_sparsity,
     load_runtimes,
@@ -32,11 +32,10 @@ from multimodal_fusion.exports import (
     use_runtimes,
 )
 from multimodal_fusion.fusion import Classifier
+from multimodal_fusion.intake import SPLITS
 from multimodal_fusion.package import ModelPackage
 
 LOGGER = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def export_inputs(
@@ -157,11 +156,7 @@ def _order(params: dict[str, Any]) -> list[str]:
 
 def _keras_sizes(model: Classifier) -> dict[str, int]:
     """Size and gzip size of the classifier's ``.keras`` networks."""
-    files = [keras_bytes(n.model_) for n in networks(model).values()]
-    return {
-        "size_bytes": sum(map(len, files)),
-        "gzip_bytes": sum(len(gzip.compress(f, mtime=0)) for f in files),
-    }
+    return file_sizes([keras_bytes(n.model_) for n in networks(model).values()])
 
 
 def render_export_report(export_metrics: dict[str, Any]) -> str:
