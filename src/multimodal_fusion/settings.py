@@ -6,10 +6,10 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
-from multimodal_fusion.hooks import ProjectHooks
+from multimodal_fusion.hooks import EngineHooks, ProjectHooks
 from multimodal_fusion.tracking import tracking_hooks
 
-HOOKS = (ProjectHooks(), *tracking_hooks())
+HOOKS = (ProjectHooks(), EngineHooks(), *tracking_hooks())
 # kedro-mlflow's own hook is replaced by the project's subclass of it
 # (multimodal_fusion.tracking): registering both would track every run twice.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)

@@ -1,0 +1,123 @@
+"""The ``dask`` engine of :func:`multimodal_fusion.parallel.map_batches`.
+
+Batches (not single items) are Dask tasks on a ``dask.distributed`` cluster: at
+most two per worker thread are in flight, and results are yielded in input order
+whatever worker finishes first. A killed worker's tasks are run again by Dask.
+The function is shipped once (a task the batches depend on; Dask recomputes it
+if the worker holding it dies), each batch with its slice of the items.
+
+The cluster is the engine's ``address``; without one, the ``LocalCluster`` of
+the Kedro run (:func:`run_cluster`, announced to every process of the run by
+the ``MULTIMODAL_FUSION_DASK_SCHEDULER`` environment variable), or outside a run
+a ``LocalCluster`` started and closed for the call. Needs the ``dask`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from itertools import islice
+from typing import Any
+
+from multimodal_fusion.parallel import (
+    IN_FLIGHT_PER_WORKER,
+    Engine,
+    prepare_worker,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_SCHEDULER = "MULTIMODAL_FUSION_DASK_SCHEDULER"
+
+
+@contextmanager
+def cluster(engine: Engine) -> Iterator[str]:
+    """The scheduler address of ``engine``: its ``address``, or a
+    ``LocalCluster`` started here and closed on exit (also on error)."""
+    if engine.address:
+        yield engine.address
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=engine.n_workers,
+        threads_per_worker=engine.threads_per_worker,
+        processes=True,
+        dashboard_address=engine.dashboard_address,
+        silence_logs=logging.WARNING,
+    ) as local:
+        logger.info(
+            "Dask LocalCluster: %d workers, scheduler %s%s",
+            len(local.workers),
+            local.scheduler_address,
+            f", dashboard {local.dashboard_link}" if engine.dashboard_address else "",
+        )
+        yield local.scheduler_address
+
+
+@contextmanager
+def run_cluster(engine: Engine) -> Iterator[str]:
+    """:func:`cluster`, announced to every ``dask`` engine without an address
+    in this process and its children until exit."""
+    previous = os.environ.get(RUN_SCHEDULER)
+    with cluster(engine) as address:
+        os.environ[RUN_SCHEDULER] = address
+        try:
+            yield address
+        finally:
+            if previous is None:
+                os.environ.pop(RUN_SCHEDULER, None)
+            else:
+                os.environ[RUN_SCHEDULER] = previous
+
+
+def map_bounds(
+    func: Callable[[Sequence], Any],
+    items: Sequence,
+    bounds: list[tuple[int, int]],
+    engine: Engine,
+) -> Iterator[Any]:
+    """Yields ``func(items[start:stop])`` for every bound, in order, computed on
+    the engine's cluster."""
+    from distributed import Client
+
+    with ExitStack() as stack:
+        address = engine.address or os.environ.get(RUN_SCHEDULER)
+        if not address:
+            address = stack.enter_context(cluster(engine))
+        client = stack.enter_context(Client(address, set_as_default=False))
+        client.wait_for_workers(1)
+        threads = sum(client.nthreads().values())
+        shipped = client.submit(_value, func, pure=False)
+        todo = iter(bounds)
+        pending = deque()
+
+        def submit(bound: tuple[int, int]) -> None:
+            pending.append(
+                client.submit(
+                    _run_batch, shipped, items[bound[0] : bound[1]], pure=False
+                )
+            )
+
+        try:
+            for bound in islice(todo, IN_FLIGHT_PER_WORKER * max(threads, 1)):
+                submit(bound)
+            while pending:
+                result = pending.popleft().result()
+                for bound in islice(todo, 1):
+                    submit(bound)
+                yield result
+        finally:
+            client.cancel([*pending, shipped])
+
+
+def _value(value: Any) -> Any:
+    return value
+
+
+def _run_batch(func: Callable[[Sequence], Any], batch: Sequence) -> Any:
+    prepare_worker()
+    return func(batch)
