@@ -10,15 +10,23 @@ The cluster is the engine's ``address``; without one, the ``LocalCluster`` of
 the Kedro run (:func:`run_cluster`, announced to every process of the run by
 the ``MULTIMODAL_FUSION_DASK_SCHEDULER`` environment variable), or outside a run
 a ``LocalCluster`` started and closed for the call. Needs the ``dask`` extra.
+
+:func:`process_cluster` starts a cluster of separate processes on this machine
+(``dask scheduler``, ``dask worker``): an external cluster to try the
+``address`` path on, as the benchmark and the tests do.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -121,3 +129,58 @@ def _value(value: Any) -> Any:
 def _run_batch(func: Callable[[Sequence], Any], batch: Sequence) -> Any:
     prepare_worker()
     return func(batch)
+
+
+@dataclass(frozen=True)
+class ProcessCluster:
+    """A running :func:`process_cluster`: its address and processes."""
+
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+
+
+@contextmanager
+def process_cluster(
+    n_workers: int = 2, *, nthreads: int = 1, timeout: float = 60
+) -> Iterator[ProcessCluster]:
+    """``dask scheduler`` and ``n_workers`` ``dask worker`` processes on
+    127.0.0.1 (no nannies: a worker is one process; no dashboards), ready when
+    entered, stopped on exit."""
+    from distributed import Client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--no-dashboard"],
+            **quiet,
+        )
+    ]
+    try:
+        processes += [
+            subprocess.Popen(
+                [*dask, "worker", address, "--host", "127.0.0.1", "--no-nanny"]
+                + ["--nthreads", str(nthreads), "--memory-limit", "0"]
+                + ["--no-dashboard"],
+                **quiet,
+            )
+            for _ in range(n_workers)
+        ]
+        with Client(address, timeout=timeout, set_as_default=False) as client:
+            client.wait_for_workers(n_workers, timeout=timeout)
+        yield ProcessCluster(address, processes[0], processes[1:])
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
