@@ -3,8 +3,9 @@
 Batches (not single items) are Dask tasks on a ``dask.distributed`` cluster: at
 most two per worker thread are in flight, and results are yielded in input order
 whatever worker finishes first. A killed worker's tasks are run again by Dask.
-The function is shipped once (a task the batches depend on; Dask recomputes it
-if the worker holding it dies), each batch with its slice of the items.
+The function is shipped once (a task the batches depend on, copied to every
+worker; Dask recomputes it if every worker holding it dies), each batch with its
+slice of the items.
 
 The cluster is the engine's ``address``; without one, the ``LocalCluster`` of
 the Kedro run (:func:`run_cluster`, announced to every process of the run by
@@ -100,6 +101,8 @@ def map_bounds(
         client.wait_for_workers(1)
         threads = sum(client.nthreads().values())
         shipped = client.submit(_value, func, pure=False)
+        # On every worker: tasks go where their inputs are, and all need it.
+        client.replicate([shipped])
         todo = iter(bounds)
         pending = deque()
 

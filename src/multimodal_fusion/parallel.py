@@ -186,8 +186,11 @@ def _prepare_process() -> None:
     _reuse_freed_memory()
 
 
-# Once per process: for workers that are not started by this module (Dask's).
-prepare_worker = functools.cache(_prepare_process)
+@functools.cache
+def prepare_worker() -> None:
+    """:func:`_prepare_process` once per process: for workers that this module
+    does not start (Dask's)."""
+    _prepare_process()
 
 
 def _reuse_freed_memory() -> None:
