@@ -24,6 +24,7 @@ Clips are generated once (8 kHz tones in noise, 0.3-1.0 s) and cached in
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import json
@@ -63,10 +64,12 @@ def _largest_worker_mb(engine: dict) -> float:
         return max(client.run(_peak_mb).values())
 
 
-def _warm_up(folder: str) -> None:
-    """Features of two clips: a process's first-call costs (imports, caches)."""
+def _warm_up(folder: str, engine: dict | None = None) -> None:
+    """Features of a few clips, here or on ``engine``'s workers: first-call
+    costs (imports, caches, connections)."""
     from multimodal_fusion.datasets import AudioFolderDataset
     from multimodal_fusion.featurization import audio_extractor
+    from multimodal_fusion.parallel import map_batches
 
     params = features._parameters(None)
     extractor = audio_extractor(
@@ -74,15 +77,14 @@ def _warm_up(folder: str) -> None:
         params["data_processing"]["audio"]["sample_rate"],
     )
     loaders = AudioFolderDataset(path=folder, filename_suffix=".wav").load()
-    extractor.load_and_extract(loaders, sorted(loaders)[:2])
+    extract = functools.partial(extractor.load_and_extract, loaders)
+    list(map_batches(extract, sorted(loaders)[:16], batch_size=2, engine=engine))
 
 
 def measure(folder: str, engine: dict, out: str) -> dict:
     """The node on ``engine``, its LocalCluster (if any) started first; this
     process (whose pool workers fork from it) and the Dask workers are warmed up
     before the clock starts."""
-    from distributed import Client
-
     from multimodal_fusion.dask_engine import run_cluster
     from multimodal_fusion.parallel import Engine
 
@@ -90,11 +92,9 @@ def measure(folder: str, engine: dict, out: str) -> dict:
     with ExitStack() as stack:
         start = time.perf_counter()
         if engine["name"] == "dask":
-            address = engine.get("address") or stack.enter_context(
-                run_cluster(Engine.of(engine))
-            )
-            with Client(address, set_as_default=False) as client:
-                client.run(_warm_up, folder)
+            if not engine.get("address"):
+                stack.enter_context(run_cluster(Engine.of(engine)))
+            _warm_up(folder, engine)
         startup = time.perf_counter() - start
         result = features.measure_project(
             folder,

@@ -177,15 +177,12 @@ def _slowly(func, batch):
 def test_a_killed_worker_loses_nothing(clips):
     contacts, loaders = clips
     ids = contacts["id"].to_numpy()
-    extract = functools.partial(
-        _slowly,
-        functools.partial(audio_extractor(AUDIO, RATE).load_and_extract, loaders),
-    )
-    local = list(map_batches(extract, ids, batch_size=2, n_jobs=2))
+    extract = functools.partial(audio_extractor(AUDIO, RATE).load_and_extract, loaders)
+    local = list(map_batches(extract, ids, batch_size=2, n_jobs=1))
     with process_cluster(2) as external:
         results = []
         batches = map_batches(
-            extract,
+            functools.partial(_slowly, extract),
             ids,
             batch_size=2,
             engine={"name": "dask", "address": external.address},
