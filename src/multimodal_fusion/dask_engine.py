@@ -37,6 +37,21 @@ from multimodal_fusion.parallel import (
     prepare_worker,
 )
 
+# Dask sets up its loggers when distributed is first imported, after Kedro's
+# logging configuration: warnings only, not a screen of INFO per run, here and
+# in the worker processes started from here (which read the variable).
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+try:
+    import dask
+
+    dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
+    import distributed  # noqa: F401
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError(
+        "engine 'dask' needs the dask extra: pip install -e '.[dask]' (on the "
+        "workers too), or set engine.name to local"
+    ) from error
+
 logger = logging.getLogger(__name__)
 
 RUN_SCHEDULER = "MULTIMODAL_FUSION_DASK_SCHEDULER"
@@ -53,7 +68,6 @@ def cluster(engine: Engine) -> Iterator[str]:
     if engine.address:
         yield engine.address
         return
-    import dask
     from distributed import LocalCluster
 
     with (

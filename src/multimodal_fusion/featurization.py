@@ -29,7 +29,7 @@ from multimodal_fusion.audio_features import (
 )
 from multimodal_fusion.datasets import ArrayChunk, AudioClip
 from multimodal_fusion.datasets.array_folder_dataset import read_rows
-from multimodal_fusion.parallel import Engine, map_batches
+from multimodal_fusion.parallel import map_batches
 from multimodal_fusion.persistence import Stateful
 from multimodal_fusion.text import TextFeaturizer, TokenVocabulary
 
@@ -96,7 +96,7 @@ def extract_audio_features(
     clean_audio: dict[str, Callable[[], AudioClip]],
     params: dict[str, Any],
     sample_rate: int,
-    engine: Engine | dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
     *,
     log_cuts: bool = True,
 ) -> Iterator[ArrayChunk]:
@@ -306,7 +306,7 @@ class FeaturePath(Stateful):
         self,
         rows: pd.DataFrame,
         clean_audio: dict[str, Callable[[], AudioClip]],
-        engine: Engine | dict[str, Any] | None = None,
+        engine: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """Standardised pooled statistics (``audio``) and frames
         (``audio_frames``, zero-padded to at least ``n_frames``; the networks

@@ -49,7 +49,7 @@ class Engine:
             ``dask``.
         address: Scheduler of an existing Dask cluster (``tcp://host:port``);
             without it, ``dask`` uses the cluster the run started (a
-            ``LocalCluster``; see :class:`multimodal_fusion.hooks.ProjectHooks`)
+            ``LocalCluster``; see :class:`multimodal_fusion.hooks.EngineHooks`)
             or, outside a run, one started for the call.
         n_workers: Worker processes of a ``LocalCluster`` (null: every core).
         threads_per_worker: Threads per ``LocalCluster`` worker.
