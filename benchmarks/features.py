@@ -104,9 +104,17 @@ def _parameters(env: str | None) -> dict:
 
 
 def measure_project(
-    folder: str, env: str | None, nodes: list[str], n_jobs: int | None
+    folder: str,
+    env: str | None,
+    nodes: list[str],
+    n_jobs: int | None,
+    *,
+    engine: dict | None = None,
+    out: Path | None = None,
 ) -> dict:
-    """The feature_extraction audio nodes in a real Kedro runner and catalog."""
+    """The feature_extraction audio nodes in a real Kedro runner and catalog, on
+    ``engine`` (the ``engine`` parameters of ``env`` when None); the features
+    are written to ``out`` (kept), or to a temporary folder (removed)."""
     import pandas as pd
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
@@ -119,7 +127,8 @@ def measure_project(
     ids = sorted(p.stem for p in Path(folder).rglob("*.wav"))
     contacts = pd.DataFrame({"id": ids, "has_audio": True})
     contacts["split"] = np.where(np.arange(len(ids)) % 5 == 0, "test", "train")
-    out = Path(tempfile.mkdtemp(prefix="mmf-bench-"))
+    keep = out is not None
+    out = out or Path(tempfile.mkdtemp(prefix="mmf-bench-"))
     catalog = DataCatalog(
         {
             "contacts": MemoryDataset(contacts),
@@ -128,6 +137,7 @@ def measure_project(
             "params:data_processing.audio.sample_rate": MemoryDataset(
                 params["data_processing"]["audio"]["sample_rate"]
             ),
+            "params:engine": MemoryDataset(engine or params["engine"]),
             "raw_audio_features": ArrayFolderDataset(path=out / "raw"),
             "audio_features": ArrayFolderDataset(path=out / "standardised"),
         }
@@ -141,7 +151,8 @@ def measure_project(
             SequentialRunner().run(pipeline.only_nodes(name), catalog)
             seconds[name] = time.perf_counter() - start
     finally:
-        shutil.rmtree(out)
+        if not keep:
+            shutil.rmtree(out)
     return {
         "clips": len(ids),
         "seconds": sum(seconds.values()),
@@ -225,11 +236,12 @@ def _child(args: argparse.Namespace) -> None:
 # --- orchestration -------------------------------------------------------------
 
 
-def _run(*argv: str) -> dict:
+def _run(*argv: str, script: str = __file__) -> dict:
+    """The JSON last printed by ``script`` run with ``argv`` in a fresh process."""
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.setdefault("NUMBA_CACHE_DIR", str(PROJECT / ".cache" / "numba"))
     done = subprocess.run(
-        [sys.executable, __file__, *argv],
+        [sys.executable, script, *argv],
         capture_output=True,
         text=True,
         env=env,

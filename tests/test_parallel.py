@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from multimodal_fusion.parallel import available_cores, map_batches, resolve_n_jobs
+from multimodal_fusion.parallel import (
+    Engine,
+    available_cores,
+    map_batches,
+    resolve_n_jobs,
+)
 
 
 def _describe(batch):
@@ -56,3 +61,13 @@ def test_sizes_are_validated():
     with pytest.raises(ValueError, match="n_jobs must be a positive"):
         resolve_n_jobs(0)
     assert resolve_n_jobs(None) == available_cores() >= 1
+
+
+def test_engines_are_read_from_their_parameters():
+    assert Engine.of(None) == Engine() == Engine.of({"name": "local"})
+    dask = Engine.of({"name": "dask", "address": None, "n_workers": 2})
+    assert (dask.name, dask.n_workers, dask.threads_per_worker) == ("dask", 2, 1)
+    with pytest.raises(ValueError, match="engine.name must be one of local, dask"):
+        Engine.of({"name": "spark"})
+    with pytest.raises(ValueError, match="unknown engine setting"):
+        Engine.of({"name": "dask", "workers": 2})

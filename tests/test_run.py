@@ -538,6 +538,7 @@ def test_registry_lists_every_pipeline_and_keeps_demo_data_apart(tmp_path):
         "params:inference",
         "params:inference.join",
         "params:inference.drift",
+        "params:engine",  # where its clips are featurised
     }
 
 

@@ -96,13 +96,15 @@ def extract_audio_features(
     clean_audio: dict[str, Callable[[], AudioClip]],
     params: dict[str, Any],
     sample_rate: int,
+    engine: dict[str, Any] | None = None,
     *,
     log_cuts: bool = True,
 ) -> Iterator[ArrayChunk]:
     """Log-mel frames and pooled statistics of every contact, streamed in chunks.
 
-    Clips load lazily, in batches that ``n_jobs`` processes compute in parallel
-    (identical results for any ``n_jobs``); each batch's chunk is yielded, saved
+    Clips load lazily, in batches that ``n_jobs`` processes (or a Dask cluster,
+    see ``engine``) compute in parallel (identical results for any ``n_jobs``
+    and engine); each batch's chunk is yielded, saved
     by the catalog and released, so memory does not grow with the number of
     clips. A progress bar shows clips/s and the time left.
 
@@ -113,6 +115,8 @@ def extract_audio_features(
             ``n_segments``, ``floor_db`` (the features); ``n_jobs`` (processes,
             null for every core) and ``batch_size`` (clips per batch).
         sample_rate: Rate the clips were prepared at; others are resampled.
+        engine: Where batches run (the ``engine`` parameters; see
+            :class:`~multimodal_fusion.parallel.Engine`); ``None``: local.
         log_cuts: Log how many clips were longer than ``max_frames`` (once, at
             the end).
 
@@ -152,6 +156,7 @@ def extract_audio_features(
         ids[rows],
         batch_size=size,
         n_jobs=params["n_jobs"],
+        engine=engine,
     )
     done, pending, lengths = 0, [], []
     with tqdm(
@@ -298,16 +303,25 @@ class FeaturePath(Stateful):
         }
 
     def audio_inputs(
-        self, rows: pd.DataFrame, clean_audio: dict[str, Callable[[], AudioClip]]
+        self,
+        rows: pd.DataFrame,
+        clean_audio: dict[str, Callable[[], AudioClip]],
+        engine: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """Standardised pooled statistics (``audio``) and frames
         (``audio_frames``, zero-padded to at least ``n_frames``; the networks
         take any length) of the rows, and ``present``: the path of
         ``extract_audio_features`` then ``standardize_audio_features``, in
-        memory. A clip longer than ``max_frames`` is cut there, and logged."""
+        memory, on ``engine`` (``None``: local). A clip longer than
+        ``max_frames`` is cut there, and logged."""
         raw = gather_chunks(
             extract_audio_features(
-                rows, clean_audio, self.audio_params, self.sample_rate, log_cuts=False
+                rows,
+                clean_audio,
+                self.audio_params,
+                self.sample_rate,
+                engine,
+                log_cuts=False,
             )
         )
         n = len(rows)

@@ -8,12 +8,15 @@
   a missing file, an unknown environment) ends with the error's message alone;
   its traceback goes to the log file (the ``multimodal_fusion.errors`` logger
   of ``conf/logging.yml``). Any other exception is a bug and keeps its traceback.
+- A run whose nodes read ``params:engine`` set to ``dask`` without an address
+  gets one Dask ``LocalCluster`` for all of them (:class:`EngineHooks`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +24,7 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 from multimodal_fusion.errors import UserInputError
+from multimodal_fusion.parallel import Engine
 
 logger = logging.getLogger(__name__)
 # Configured in conf/logging.yml to write to the log file only.
@@ -119,3 +123,35 @@ class ProjectHooks:
                 scored,
                 value.train_seconds_,
             )
+
+
+class EngineHooks:
+    """Starts the run's Dask ``LocalCluster`` before the first node and closes
+    it after the last, or when the run fails.
+
+    A hook rather than a context manager in each node: the cluster (a few
+    seconds to start) serves every per-clip node of the run, and its workers
+    keep their imports warm between them. Only a pipeline that reads
+    ``params:engine`` with ``name: dask`` and no ``address`` starts one.
+    """
+
+    def __init__(self) -> None:
+        self._cluster = ExitStack()
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        if "params:engine" not in pipeline.inputs():
+            return
+        engine = Engine.of(catalog.load("params:engine"))
+        if engine.name == "dask" and not engine.address:
+            from multimodal_fusion.dask_engine import run_cluster
+
+            self._cluster.enter_context(run_cluster(engine))
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._cluster.close()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._cluster.close()

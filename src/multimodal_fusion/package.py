@@ -298,6 +298,7 @@ class ModelPackage:
         clips: dict[str, Callable[[], AudioClip]],
         *,
         n_jobs: int | None = 1,
+        engine: dict[str, Any] | None = None,
     ) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` of prepared contacts.
 
@@ -306,12 +307,14 @@ class ModelPackage:
             clips: Prepared clips by id, as stored (see
                 :func:`multimodal_fusion.audio.as_stored`).
             n_jobs: Processes computing audio features (None: every core).
+            engine: Where they are computed (the ``engine`` parameters; ``None``:
+                locally, ``n_jobs`` processes).
         """
         path = dataclasses.replace(
             self.feature_path,
             audio_params={**self.feature_path.audio_params, "n_jobs": n_jobs},
         )
-        audio = path.audio_inputs(contacts, clips)
+        audio = path.audio_inputs(contacts, clips, engine)
         rows = {
             "inputs": {
                 **path.text_inputs(contacts),
@@ -334,13 +337,14 @@ class ModelPackage:
         *,
         top_k: int = TOP_K,
         n_jobs: int | None = 1,
+        engine: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         """One prediction row per contact: ``id``, ``predicted``,
         ``probability``, ``label_1..k`` / ``probability_1..k``, ``modalities``
         (what the prediction was made from), ``variant`` and
         ``package_version``."""
         probabilities = (
-            self.score(contacts, clips, n_jobs=n_jobs)
+            self.score(contacts, clips, n_jobs=n_jobs, engine=engine)
             if len(contacts)
             else np.zeros((0, len(self.classes)))
         )

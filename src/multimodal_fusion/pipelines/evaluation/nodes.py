@@ -68,6 +68,7 @@ def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by positi
     feature_path: FeaturePath,
     params: dict[str, Any],
     seed: int,
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The test split featurised again under every noise and text corruption
     level of the robustness sweeps, through the same fitted featurizers.
@@ -86,6 +87,7 @@ def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by positi
         params: The ``robustness`` parameters (see
             :func:`~multimodal_fusion.robustness.sweeps.sweep_levels`).
         seed: The project seed.
+        engine: Where the clips are featurised (the ``engine`` parameters).
 
     Returns:
         ``{level key: split}``: ``clean`` and ``<imperfection>@<level>`` (see
@@ -103,7 +105,7 @@ def perturb_test_split(  # noqa: PLR0917 - a node: Kedro passes inputs by positi
             draw = [seed, 2, number, step]
             if name in NOISES:
                 clips = _noisy_clips(test, clean_audio, NOISES[name], level, draw)
-                audio = feature_path.audio_inputs(test, clips)
+                audio = feature_path.audio_inputs(test, clips, engine)
                 changed = {k: audio[k] for k in ("audio", "audio_frames")}
             else:
                 rng = np.random.default_rng(draw)

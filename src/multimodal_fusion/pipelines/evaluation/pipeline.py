@@ -121,6 +121,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "feature_path",
                     "params:robustness",
                     "params:seed",
+                    "params:engine",
                 ],
                 sweep_inputs("model_inputs"),
                 name="perturb_test_split",

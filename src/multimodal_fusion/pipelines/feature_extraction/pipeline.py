@@ -48,6 +48,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "clean_audio",
                     "params:feature_extraction.audio",
                     "params:data_processing.audio.sample_rate",
+                    "params:engine",
                 ],
                 "raw_audio_features",
                 name="extract_audio_features",

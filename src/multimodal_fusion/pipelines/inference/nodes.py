@@ -47,6 +47,7 @@ def predict_batch(
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
     params: dict[str, Any],
+    engine: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One prediction per usable incoming contact (see
     :meth:`ModelPackage.predict_contacts`), with its ``label`` when the batch
@@ -57,9 +58,14 @@ def predict_batch(
         contacts: The joined incoming contacts.
         clean_audio: Their prepared clips, loaded lazily.
         params: ``top_k`` and ``n_jobs`` (audio feature processes).
+        engine: Where the clips are featurised (the ``engine`` parameters).
     """
     predictions = package.predict_contacts(
-        contacts, clean_audio, top_k=params["top_k"], n_jobs=params["n_jobs"]
+        contacts,
+        clean_audio,
+        top_k=params["top_k"],
+        n_jobs=params["n_jobs"],
+        engine=engine,
     )
     predictions.insert(1, "label", contacts["label"].to_numpy())
     logger.info("Predicted %d incoming contacts", len(predictions))

@@ -80,6 +80,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "incoming_contacts",
                     "incoming_clean_audio",
                     "params:inference",
+                    "params:engine",
                 ],
                 "predictions",
                 name="predict_batch",

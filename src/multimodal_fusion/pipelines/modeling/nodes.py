@@ -95,12 +95,13 @@ def build_model_inputs(
     return model_inputs
 
 
-def augment_training_split(
+def augment_training_split(  # noqa: PLR0917 - a node: Kedro passes inputs by position
     contacts: pd.DataFrame,
     clean_audio: dict[str, Callable[[], AudioClip]],
     feature_path: FeaturePath,
     params: dict[str, Any],
     seed: int,
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Randomly perturbed copies of the training rows, featurised like them.
 
@@ -135,7 +136,7 @@ def augment_training_split(
         for text, has in zip(augmented["text"], augmented["has_text"], strict=True)
     ]
     clips = _augmented_clips(augmented["id"], clean_audio, params["audio"], rng)
-    audio = feature_path.audio_inputs(augmented, clips)
+    audio = feature_path.audio_inputs(augmented, clips, engine)
     logger.info("Augmented training split: %d rows", len(augmented))
     return {
         "ids": augmented["id"].to_numpy(),

@@ -52,6 +52,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "feature_path",
                     "params:modeling.augmentation",
                     "params:seed",
+                    "params:engine",
                 ],
                 "augmented_train",
                 name="augment_training_split",
