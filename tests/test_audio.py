@@ -14,6 +14,7 @@ from multimodal_fusion.audio import (
     AudioLimits,
     AudioProblem,
     DecodedSource,
+    as_stored,
     clip_source,
     decode_mono,
     inspect_clip,
@@ -224,3 +225,28 @@ def test_an_uploaded_clip_decodes_once_for_its_check_and_its_preparation():
     short = AudioLimits(min_seconds=0.0001, max_seconds=0.5)
     assert inspect_clip(cut, short).reason == "too_long"
     np.testing.assert_array_equal(cut().waveform, first.waveform)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_as_stored_equals_a_real_flac_round_trip_bit_for_bit(rate):
+    rng = np.random.default_rng(7)
+    half_steps = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 32766.5, 32767.5, -32768.5])
+    waveform = np.concatenate(
+        [
+            rng.uniform(-1, 1, 50_000),
+            rng.normal(0, 1e-3, 20_000),  # quiet samples, near the grid's step
+            rng.uniform(-1.5, 1.5, 1_000),  # beyond full scale: clipped alike
+            half_steps / 32768,
+            [1.0, -1.0, 0.0],
+        ]
+    ).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, rate, format="FLAC")
+    buffer.seek(0)
+    expected, _ = sf.read(buffer, dtype="float32")
+
+    stored = as_stored(AudioClip(waveform, rate))
+
+    assert stored.sample_rate == rate
+    assert stored.waveform.dtype == np.float32
+    np.testing.assert_array_equal(stored.waveform, expected)
