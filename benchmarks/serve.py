@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--package", type=Path, help="default: newest of data/local")
     parser.add_argument("--incoming", type=Path, default=root / "data/01_raw/incoming")
-    parser.add_argument("--requests", type=int, default=200, help="per level")
+    parser.add_argument("--requests", type=int, default=200, help="per level (contacts repeat when fewer)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
         "--formats", nargs="+", default=["keras", "litert_int8"], help="serve --format"
@@ -166,6 +166,7 @@ def main() -> None:
     package = args.package or _newest_package(root)
     bodies = _contacts(args.incoming, args.requests)
     print(f"package: {package}\ncontacts: {len(bodies)} (text + clip)")
+    bodies = [bodies[i % len(bodies)] for i in range(args.requests)]
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for model_format in args.formats:
         _benchmark(package, model_format, bodies, args.concurrency)
