@@ -70,6 +70,16 @@ def _rejected(rows: list[dict[str, str]] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=REJECTED_COLUMNS, dtype=object)
 
 
+def _together(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows made by :func:`_rejected`, in one frame (``pd.concat``
+    only when two of them hold rows: it is the larger cost of a served
+    request's validation otherwise)."""
+    full = [frame for frame in frames if len(frame)]
+    if len(full) > 1:
+        return pd.concat(full, ignore_index=True)
+    return full[0] if full else frames[0]
+
+
 def quote(value: Any, limit: int = 40) -> str:
     """A value safe to show in a detail or a log: normalised, PII-masked, short."""
     text = mask_pii(normalise_text(str(value)))
@@ -133,39 +143,46 @@ def _records(
     raw: pd.DataFrame, source: str, columns: list[str], optional: list[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows of a raw table with clean ids and their locations, minus the
-    rows that cannot be used whatever their content (malformed, bad id)."""
+    rows that cannot be used whatever their content (malformed, bad id).
+
+    Cells become text ("" where missing) in plain lists and the kept rows
+    become one frame: this runs for every served request, where a dozen
+    small pandas operations cost more than the checks themselves.
+    """
     _require_columns(raw, columns, source)
-    frame = raw.reindex(columns=[*columns, *optional])
-    frame = frame.astype(object).where(frame.notna(), "").astype(str)
-    frame["id"] = frame["id"].map(clean_id)
-    if LINE_COLUMN in raw:
-        frame["location"] = [f"line {n}" for n in raw[LINE_COLUMN]]
-    else:
-        frame["location"] = [f"row {i + 1}" for i in range(len(raw))]
+    n = len(raw)
+    values = {
+        c: [_text(v) for v in raw[c]] if c in raw else [""] * n
+        for c in [*columns, *optional]
+    }
+    values["id"] = [clean_id(v) for v in values["id"]]
+    values["location"] = (
+        [f"line {line}" for line in raw[LINE_COLUMN]]
+        if LINE_COLUMN in raw
+        else [f"row {i + 1}" for i in range(n)]
+    )
     problems = (
-        raw[PROBLEM_COLUMN].fillna("").astype(str)
-        if PROBLEM_COLUMN in raw
-        else pd.Series("", index=raw.index)
+        [_text(p) for p in raw[PROBLEM_COLUMN]] if PROBLEM_COLUMN in raw else [""] * n
     )
     rows, keep = [], []
-    for record_id, location, problem in zip(
-        frame["id"], frame["location"], problems, strict=True
-    ):
+    for i, (record_id, problem) in enumerate(zip(values["id"], problems, strict=True)):
         reason = ("malformed_row", problem) if problem else _id_problem(record_id)
-        keep.append(reason is None)
-        if reason:
-            rows.append(
-                {
-                    "id": record_id[:MAX_ID_LENGTH],
-                    "source": source,
-                    "location": location,
-                    "reason": reason[0],
-                    "detail": reason[1],
-                }
-            )
-    # A boolean Series, not a list: an empty list would select no columns.
-    kept = frame[pd.Series(keep, index=frame.index, dtype=bool)]
-    return kept.reset_index(drop=True), _rejected(rows)
+        if reason is None:
+            keep.append(i)
+            continue
+        rows.append(
+            {
+                "id": record_id[:MAX_ID_LENGTH],
+                "source": source,
+                "location": values["location"][i],
+                "reason": reason[0],
+                "detail": reason[1],
+            }
+        )
+    kept = pd.DataFrame(
+        {c: pd.Series([v[i] for i in keep], dtype=str) for c, v in values.items()}
+    )
+    return kept, _rejected(rows)
 
 
 def _deduplicate(
@@ -241,28 +258,30 @@ def clean_texts(
     texts, rejected = _records(raw_texts, "raw_texts", ["id", "text"])
     texts, duplicates = _deduplicate(texts, "raw_texts", ["text"])
     max_chars = params.get("max_chars")
-    lengths = texts["text"].str.len()
-    too_long = lengths > max_chars if max_chars else pd.Series(False, texts.index)
+    too_long = [
+        (i, len(text))
+        for i, text in enumerate(texts["text"])
+        if max_chars and len(text) > max_chars
+    ]
     long_rows = _rejected(
         [
             {
-                "id": row.id,
+                "id": texts["id"][i],
                 "source": "raw_texts",
-                "location": row.location,
+                "location": texts["location"][i],
                 "reason": "text_too_long",
                 "detail": f"the text has {length:,} characters, more than max_chars "
                 f"({max_chars:,}, data_processing.text); shorten it or raise the "
                 "limit",
             }
-            for row, length in zip(
-                texts[too_long].itertuples(), lengths[too_long], strict=True
-            )
+            for i, length in too_long
         ]
     )
-    texts = texts[~too_long].reset_index(drop=True)
+    if too_long:
+        texts = texts.drop(index=[i for i, _ in too_long]).reset_index(drop=True)
     lowercase = params["lowercase"]
     texts["text"] = [clean_text(t, lowercase=lowercase) for t in texts["text"]]
-    rejected = pd.concat([rejected, duplicates, long_rows], ignore_index=True)
+    rejected = _together(rejected, duplicates, long_rows)
     _log_rejections("raw_texts", len(raw_texts), rejected)
     return texts[["id", "text"]], rejected
 
@@ -313,7 +332,7 @@ def clean_labels(
             for row in labels[bad_split].itertuples()
         ]
     )
-    rejected = pd.concat([rejected, duplicates, bad_rows], ignore_index=True)
+    rejected = _together(rejected, duplicates, bad_rows)
     _log_rejections("raw_labels", len(raw_labels), rejected)
     columns = ["id", "label", "speaker", "split"]
     labels = labels.loc[~bad_split, columns].reset_index(drop=True)
@@ -438,9 +457,11 @@ def join_contacts(  # noqa: PLR0913, PLR0917
         Contacts with ``has_text`` / ``has_audio`` flags (at least one is true),
         and every rejected record: the record rows, then one row per rejected id.
     """
-    records = pd.concat(
-        [_rejected(), rejected_texts, rejected_labels, rejected_audio],
-        ignore_index=True,
+    inputs = [rejected_texts, rejected_labels, rejected_audio]
+    records = (
+        pd.concat([_rejected(), *inputs], ignore_index=True)
+        if any(len(frame) for frame in inputs)
+        else _rejected()
     )
     # Plain dicts, not DataFrame merges: the join runs for every served request
     # too, where pandas' per-call cost dominated a one-contact prediction.
@@ -448,7 +469,7 @@ def join_contacts(  # noqa: PLR0913, PLR0917
     file_of = dict(zip(audio_index["id"], audio_index["source_file"], strict=True))
     label_of = {
         row[0]: row[1:]
-        for row in labels[["id", *LABEL_COLUMNS]].itertuples(index=False)
+        for row in zip(*(labels[c] for c in ["id", *LABEL_COLUMNS]), strict=True)
     }
     ids = sorted(set(text_of) | set(file_of) | set(label_of))
     no_label = ("",) * len(LABEL_COLUMNS)
@@ -463,8 +484,8 @@ def join_contacts(  # noqa: PLR0913, PLR0917
     text_ids = set(text_of)
     reasons_of: dict[tuple[str, str], list[str]] = {}
     reasons_by_id: dict[str, set[str]] = {}
-    for record_id, source, reason in records[["id", "source", "reason"]].itertuples(
-        index=False
+    for record_id, source, reason in zip(
+        records["id"], records["source"], records["reason"], strict=True
     ):
         if record_id != "":
             reasons_of.setdefault((record_id, source), []).append(reason)
@@ -502,7 +523,7 @@ def join_contacts(  # noqa: PLR0913, PLR0917
             for i, (r, d) in sorted(verdicts.items())
         ]
     )
-    rejected = pd.concat([records, verdict_rows], ignore_index=True)
+    rejected = _together(records, verdict_rows)
     kept = [i for i in ids if i not in verdicts]
     columns = ["text", "source_file", *LABEL_COLUMNS]
     contacts = pd.DataFrame(

@@ -444,11 +444,10 @@ class ModelPackage:
         contacts, clips, rejected = self.prepare(raw_texts, raw_audio)
         predicted = self.predict_contacts(contacts, clips, top_k=top_k)
         # A contact sent with neither input never reaches the validation.
+        verdicts, by_input = _rejections(rejected)
         reasons = {
             **{i: "no_usable_modality" for i in set(ids) - set(predicted["id"])},
-            **rejected[rejected["source"] == "contact"]
-            .set_index("id")["reason"]
-            .to_dict(),
+            **verdicts,
         }
         rows = predicted.set_index("id").reindex(ids)
         rows["variant"], rows["package_version"] = self.variant, self.version
@@ -456,7 +455,6 @@ class ModelPackage:
             0, "status", ["rejected" if i in reasons else "predicted" for i in ids]
         )
         rows.insert(1, "reason", [reasons.get(i, "") for i in ids])
-        by_input = _rejected_inputs(rejected)
         rows.insert(2, "rejected_inputs", [by_input.get(i, {}) for i in ids])
         return rows.reset_index()
 
@@ -492,15 +490,21 @@ def result_of(row: pd.Series) -> dict[str, Any]:
     }
 
 
-def _rejected_inputs(rejected: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """Contact id → {input: reason} of its rejected text and audio records."""
-    found: dict[str, dict[str, str]] = {}
-    records = rejected[rejected["source"].isin(INPUT_OF_SOURCE)]
-    for cid, source, reason in records[["id", "source", "reason"]].itertuples(
-        index=False
+def _rejections(
+    rejected: pd.DataFrame,
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The reason of each contact rejected as a whole, and contact id →
+    {input: reason} of its rejected text and audio records."""
+    verdicts: dict[str, str] = {}
+    by_input: dict[str, dict[str, str]] = {}
+    for cid, source, reason in zip(
+        rejected["id"], rejected["source"], rejected["reason"], strict=True
     ):
-        found.setdefault(str(cid), {})[INPUT_OF_SOURCE[source]] = reason
-    return found
+        if source == "contact":
+            verdicts[cid] = reason
+        elif source in INPUT_OF_SOURCE:
+            by_input.setdefault(str(cid), {})[INPUT_OF_SOURCE[source]] = reason
+    return verdicts, by_input
 
 
 def _suffix(value: Any) -> str:
