@@ -156,7 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--package", type=Path, help="default: newest of data/local")
     parser.add_argument("--incoming", type=Path, default=root / "data/01_raw/incoming")
-    parser.add_argument("--requests", type=int, default=200, help="per level (contacts repeat when fewer)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=200,
+        help="per level (contacts repeat when fewer)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
         "--formats", nargs="+", default=["keras", "litert_int8"], help="serve --format"

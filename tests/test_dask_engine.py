@@ -32,19 +32,9 @@ from multimodal_fusion.featurization import (  # noqa: E402
 )
 from multimodal_fusion.parallel import Engine, map_batches  # noqa: E402
 from tests.project_copy import copy_project, run_session  # noqa: E402
-from tests.toy_data import write_toy_dataset  # noqa: E402
+from tests.toy_data import SMALL_AUDIO, write_toy_dataset  # noqa: E402
 
-AUDIO = {
-    "n_fft": 512,
-    "hop_length": 160,
-    "n_mels": 40,
-    "max_frames": 50,
-    "n_mfcc": 20,
-    "n_segments": 4,
-    "floor_db": 50,
-    "n_jobs": 2,
-    "batch_size": 3,
-}
+AUDIO = {**SMALL_AUDIO, "floor_db": 50, "n_jobs": 2, "batch_size": 3}
 RATE = 16000
 
 

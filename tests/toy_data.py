@@ -13,6 +13,16 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+# Small, fast audio feature parameters (16 kHz clips) for tests that call the
+# feature extraction directly.
+SMALL_AUDIO = {
+    "n_fft": 512,
+    "hop_length": 160,
+    "n_mels": 40,
+    "max_frames": 50,
+    "n_mfcc": 20,
+    "n_segments": 4,
+}
 CLASSES = ["billing", "delivery", "password", "refund"]
 KEYWORDS = {
     "billing": "invoice charge bill",

@@ -21,17 +21,9 @@ from multimodal_fusion.pipelines.feature_extraction.nodes import (
     tokenize_texts,
 )
 from multimodal_fusion.text import tokenize
+from tests.toy_data import SMALL_AUDIO
 
-AUDIO = {
-    "n_fft": 512,
-    "hop_length": 160,
-    "n_mels": 40,
-    "max_frames": 50,
-    "n_mfcc": 20,
-    "n_segments": 4,
-    "n_jobs": 1,
-    "batch_size": 2,
-}
+AUDIO = {**SMALL_AUDIO, "n_jobs": 1, "batch_size": 2}
 RATE = 16000
 
 
