@@ -38,11 +38,21 @@ def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """Groups tests for ``make test``'s two pytest-xdist workers
     (``--dist loadgroup``): every test that needs the toy project runs on one
     worker, so it is built once, and the other tests stay with their module,
-    so module-scoped projects are built once too. Without xdist, no effect."""
+    so module-scoped projects are built once too. Without xdist, no effect.
+
+    The marks are set before pytest-xdist's own hook reads them. That hook
+    appends ``@<group>`` to each node id, which is how its scheduler sees the
+    group, but pytest-xdist 3.8 writes the attribute pytest < 9.2 kept the id
+    in: with pytest 9.2 nothing changes and every test was scheduled on its own
+    (pytest-xdist issue #1386), so the toy project and every module-scoped
+    project were built on both workers. The suffix is applied here when it is
+    missing after every other hook ran.
+    """
     for item in items:
         group = (
             "toy_project"
@@ -50,3 +60,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             else item.module.__name__
         )
         item.add_marker(pytest.mark.xdist_group(group))
+    result = yield
+    # A worker's option, set by pytest-xdist for --dist loadgroup.
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            group = item.get_closest_marker("xdist_group").args[0]
+            if not item.nodeid.endswith(f"@{group}"):
+                _set_nodeid(item, f"{item.nodeid}@{group}")
+    return result
+
+
+def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
+    """What pytest-xdist's loadgroup does to a node id, for pytest 9.2's
+    structured ids (``Node._id``) as well as the older string (``_nodeid``)."""
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
