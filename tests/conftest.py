@@ -38,12 +38,33 @@ def toy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+def _shared_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a fixture of the suite's that outlives one test
+    (module, package or session scope): its tests must share a worker."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+    if defs is None:  # not a plain pytest function: keep it with its module
+        return True
+    return any(
+        fixturedef.scope != "function"
+        and getattr(fixturedef.func, "__module__", "").startswith("tests.")
+        for fixturedefs in defs.values()
+        for fixturedef in fixturedefs
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """Groups tests for ``make test``'s two pytest-xdist workers
     (``--dist loadgroup``): every test that needs the toy project runs on one
-    worker, so it is built once, and the other tests stay with their module,
-    so module-scoped projects are built once too. Without xdist, no effect.
+    worker, so it is built once; tests of a module with its own module-scoped
+    project or server stay with their module, so that is built once too; any
+    other test is scheduled on its own, wherever a worker is free. Without
+    xdist, no effect.
+
+    pytest-xdist hands out the largest groups first (the toy project's), then
+    single tests in collection order: the ``slow`` ones (whole pipelines) are
+    moved to the front of those, so that the last tests handed out are short
+    and neither worker waits long for the other at the end.
 
     The marks are set before pytest-xdist's own hook reads them. That hook
     appends ``@<group>`` to each node id, which is how its scheduler sees the
@@ -54,19 +75,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing after every other hook ran.
     """
     for item in items:
-        group = (
-            "toy_project"
-            if "toy_project" in item.fixturenames
-            else item.module.__name__
-        )
-        item.add_marker(pytest.mark.xdist_group(group))
+        if "toy_project" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("toy_project"))
+        elif _shared_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     result = yield
     # A worker's option, set by pytest-xdist for --dist loadgroup.
     if getattr(config.option, "loadgroup", False):
         for item in items:
-            group = item.get_closest_marker("xdist_group").args[0]
-            if not item.nodeid.endswith(f"@{group}"):
-                _set_nodeid(item, f"{item.nodeid}@{group}")
+            if mark := item.get_closest_marker("xdist_group"):
+                group = mark.args[0]
+                if not item.nodeid.endswith(f"@{group}"):
+                    _set_nodeid(item, f"{item.nodeid}@{group}")
+        # Stable: grouped tests keep their order (their groups go first anyway).
+        items.sort(
+            key=lambda item: (
+                not (
+                    item.get_closest_marker("slow")
+                    and not item.get_closest_marker("xdist_group")
+                )
+            )
+        )
     return result
 
 

@@ -353,6 +353,7 @@ DATA_PROCESSING_NODES = ", ".join(
 )
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_without_redoing_finished_nodes(
     tmp_path_factory: pytest.TempPathFactory,
 ):
