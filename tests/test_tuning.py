@@ -1,5 +1,5 @@
 """The tuning pipeline end to end: ``kedro run --pipelines tuning`` with a tiny
-budget in a real Kedro session, on the toy project's model inputs."""
+budget in a real Kedro session, on the toy dataset's model inputs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 
 from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.pipelines.tuning.nodes import variant_search_space
-from tests.project_copy import copy_project, in_project, outputs, run_session
+from tests.project_copy import TOY_N, copy_project, in_project, outputs, run_session
+from tests.toy_data import write_toy_dataset
 
 VARIANT = "early_fusion"
 MODEL_INPUTS = "05_model_input/model_inputs.pkl"
@@ -39,12 +40,14 @@ def _versions(path: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def tuned(toy_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with the toy run's model inputs, tuned twice."""
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project on the toy dataset (the toy project's data), run up to its
+    model inputs (no training), then tuned twice. Not a copy of the toy
+    project: that would tie these tests to the worker that builds it."""
     project = copy_project(tmp_path_factory.mktemp("tuning") / "project")
-    target = project / outputs() / MODEL_INPUTS
-    target.parent.mkdir(parents=True)
-    shutil.copy2(toy_project / outputs() / MODEL_INPUTS, target)
+    write_toy_dataset(project / "data/01_raw", n=TOY_N)
+    run_session(project, to_nodes=["modeling.build_model_inputs"])
+    assert (project / outputs() / MODEL_INPUTS).is_file()
     for _ in range(2):
         run_session(
             project, pipeline_name="tuning", runtime_params=TINY, namespaces=[VARIANT]
