@@ -147,7 +147,7 @@ def test_pruning_reaches_its_sparsity_and_keeps_predicting(gated, data):
         pruned.model_.get_weights(), again.model_.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(first, second)
-    files = export_files(gated, "pruned_80", pruned)
+    files = export_files(pruned, "pruned_80")
     files[exports.MANIFEST] = json.dumps(manifest(files, VERSION, "toy")).encode()
     proba = _predict(gated, files, "pruned_80", inputs)
     np.testing.assert_allclose(proba, pruned.predict_proba(inputs), atol=1e-5)

@@ -41,6 +41,7 @@ from multimodal_fusion.fusion import (
     set_global_seed,
 )
 from multimodal_fusion.package import PackageError
+from multimodal_fusion.persistence import read_keras
 from multimodal_fusion.runtimes import KerasRuntime, LiteRTRuntime, OnnxRuntime
 
 EXPORTS_FORMAT = "multimodal-fusion-exports/1"
@@ -189,22 +190,19 @@ def _without_log_records(prefix: str) -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def export_files(
-    classifier: Classifier, fmt: str, pruned: Classifier | None = None
-) -> dict[str, bytes]:
+def export_files(classifier: Classifier, fmt: str) -> dict[str, bytes]:
     """The files of one format (``<format>/<network>.<suffix>`` → bytes): the
-    classifier's networks exported, or for ``pruned_*`` the ``pruned``
-    classifier's Keras networks."""
+    classifier's networks exported to a LiteRT or ONNX format, or, for
+    ``pruned_*`` (give the pruned classifier), saved as ``.keras``."""
+
+    def write(network: FusionClassifier) -> bytes:
+        if family(fmt) == "pruned":
+            return keras_bytes(network.model_)
+        return export_network(network, fmt)
+
     suffix = SUFFIXES[family(fmt)]
-    if family(fmt) == "pruned":
-        if pruned is None:
-            raise PackageError(f"{fmt} needs the pruned model")
-        return {
-            f"{fmt}/{name}{suffix}": keras_bytes(network.model_)
-            for name, network in networks(pruned).items()
-        }
     return {
-        f"{fmt}/{name}{suffix}": export_network(network, fmt)
+        f"{fmt}/{name}{suffix}": write(network)
         for name, network in networks(classifier).items()
     }
 
@@ -454,22 +452,18 @@ def runtime_of(data: bytes, fmt: str):
         return LiteRTRuntime(data, fmt)
     if family(fmt) == "onnx":
         return OnnxRuntime(data, fmt)
-    import keras
-
-    import multimodal_fusion.fusions.networks  # noqa: F401 - registers layers
-
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         path.write_bytes(data)
-        return KerasRuntime(keras.saving.load_model(path, safe_mode=True), fmt)
+        return KerasRuntime(read_keras(path), fmt)
 
 
-def _with_runtime(network: FusionClassifier, runtime) -> FusionClassifier:
-    """A shallow copy of a fitted network's classifier that predicts with
-    ``runtime`` (the Keras model is shared, not copied)."""
-    clone = object.__new__(type(network))
-    clone.__dict__.update(network.__dict__)
-    clone._runtime = runtime
+def _replaced(obj: Any, **changes: Any) -> Any:
+    """A shallow copy of ``obj`` with some attributes changed; ``copy.copy``
+    would go through the classifiers' ``__getstate__``, which pickles their
+    Keras models."""
+    clone = object.__new__(type(obj))
+    clone.__dict__.update(obj.__dict__, **changes)
     return clone
 
 
@@ -480,14 +474,12 @@ def use_runtimes(
     (network name → runtime, see :func:`networks`; None: their Keras models)."""
     runtimes = runtimes or {}
     if isinstance(classifier, LateFusionClassifier):
-        clone = object.__new__(LateFusionClassifier)
-        clone.__dict__.update(classifier.__dict__)
-        clone.members_ = {
-            m: _with_runtime(member, runtimes.get(m))
+        members = {
+            m: _replaced(member, _runtime=runtimes.get(m))
             for m, member in classifier.members_.items()
         }
-        return clone
-    return _with_runtime(classifier, runtimes.get(MODEL))
+        return _replaced(classifier, members_=members)
+    return _replaced(classifier, _runtime=runtimes.get(MODEL))
 
 
 def find_exports(package_folder: str | os.PathLike, version: str | None) -> Path:

@@ -210,13 +210,23 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_network(folder: Path, name: str) -> Any:
+    path = (folder / name).resolve()
+    if folder.resolve() not in path.parents or path.suffix != ".keras":
+        raise UnsafeStateError(f"'{name}' is not a Keras file inside '{folder}'")
+    return read_keras(path)
+
+
+def read_keras(path: Path) -> Any:
+    """A ``.keras`` file's model, loaded in safe mode (no Lambda code), with
+    the project's layers registered.
+
+    Raises:
+        UnsafeStateError: when it is not a model that loads that way.
+    """
     import keras
 
     import multimodal_fusion.fusions.networks  # noqa: F401 - registers our layers
 
-    path = (folder / name).resolve()
-    if folder.resolve() not in path.parents or path.suffix != ".keras":
-        raise UnsafeStateError(f"'{name}' is not a Keras file inside '{folder}'")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises many kinds for a bad or unsafe file

@@ -186,15 +186,21 @@ def paragraph(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
-def page(title: str, sections: list[tuple[str, str, str]], lead: str = "") -> str:
+def page(
+    title: str,
+    sections: list[tuple[str, str, str]],
+    lead: str = "",
+    *,
+    plotly_js: bool = True,
+) -> str:
     """The whole document: the ``lead`` (the answer, first on screen),
-    navigation, sections and inlined plotly.js."""
+    navigation, sections and, for pages with figures, inlined plotly.js."""
     nav = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in sections)
-    plotly_js = plotly.offline.get_plotlyjs()
+    script = f"<script>{plotly.offline.get_plotlyjs()}</script>" if plotly_js else ""
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
-        f"<script>{plotly_js}</script></head><body>"
+        f"{script}</head><body>"
         f"<h1>{html.escape(title)}</h1>{lead}<nav>{nav}</nav>"
         + "".join(section(a, t, b) for a, t, b in sections)
         + "</body></html>"

@@ -3,7 +3,6 @@ each format measured on the test split, and the table as an HTML page."""
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from collections.abc import Mapping
@@ -79,7 +78,7 @@ def export_model(
             files.update(export_files(package.model, fmt))
     sparsity = {}
     for fmt, pruned in pruned_models.items():
-        files.update(export_files(package.model, fmt, pruned))
+        files.update(export_files(pruned, fmt))
         sparsity[fmt] = _sparsity(pruned)
     described = manifest(files, package.version, package.variant, sparsity)
     files[MANIFEST] = json.dumps(described, indent=2).encode()
@@ -192,11 +191,9 @@ def render_export_report(export_metrics: dict[str, Any]) -> str:
         f"{export_metrics['latency_contacts']} contacts of one contact's "
         "prepared inputs through the network(s), model only (no featurisation)."
     )
-    title = "multimodal-fusion exports"
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{H.STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{lead}"
-        + H.section("formats", "Formats", H.table(rows, header))
-        + "</body></html>"
+    return H.page(
+        "multimodal-fusion exports",
+        [("formats", "Formats", H.table(rows, header))],
+        lead,
+        plotly_js=False,
     )
