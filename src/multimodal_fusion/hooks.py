@@ -3,7 +3,8 @@
 - After each node that trains a model, one INFO line: the variant (the node's
   innermost namespace: ``modeling.text_only`` → ``text_only``), epochs,
   validation macro-F1 and seconds; for a late fusion of trained unimodal
-  models, the models it combines.
+  models, the models it combines; for the other seeds of ``modeling.seeds``,
+  their seeds and validation macro-F1.
 - A run that stops on a user error (:class:`~multimodal_fusion.errors.UserInputError`,
   a missing file, an unknown environment) ends with the error's message alone;
   its traceback goes to the log file (the ``multimodal_fusion.errors`` logger
@@ -101,13 +102,21 @@ class ProjectHooks:
 
     @hook_impl
     def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
+        variant = (node.namespace or node.name).rsplit(".", 1)[-1]
         for value in outputs.values():
+            if isinstance(value, list) and value and hasattr(value[0], "epochs_"):
+                logger.info(
+                    "%s: also trained with seeds %s, validation macro-F1 %s",
+                    variant,
+                    ", ".join(str(m.seed) for m in value),
+                    ", ".join(f"{m.val_macro_f1_:.3f}" for m in value),
+                )
+                continue
             epochs = getattr(value, "epochs_", None)
             if epochs is None or getattr(value, "skipped_reason_", None):
                 continue
             score = getattr(value, "val_macro_f1_", None)
             scored = "" if score is None else f", validation macro-F1 {score:.3f}"
-            variant = (node.namespace or node.name).rsplit(".", 1)[-1]
             if getattr(value, "reused_members_", False):
                 logger.info(
                     "%s: weights of the trained %s models fit%s",

@@ -60,7 +60,10 @@ def headline_metrics(
         Metrics: ``macro_f1/<variant>``, ``accuracy/<variant>`` and the bounds
         of ``macro_f1_ci/<variant>`` (``_low``, ``_high``) for every trained
         variant, ``fusion_gain/macro_f1`` and its interval
-        (``fusion_gain/ci_low``, ``fusion_gain/ci_high``), when there is one.
+        (``fusion_gain/ci_low``, ``fusion_gain/ci_high``), when there is one;
+        with several seeds, ``macro_f1_seed_mean/<variant>``,
+        ``macro_f1_seed_std/<variant>`` and ``fusion_gain/seed_mean``,
+        ``fusion_gain/seed_std``.
         Tags: ``best_model``, ``best_unimodal``, ``best_fusion`` and
         ``fusion_gain_significant``, when set.
     """
@@ -72,12 +75,19 @@ def headline_metrics(
             low, high = entry["macro_f1_ci"]
             values[f"macro_f1_ci/{name}_low"] = float(low)
             values[f"macro_f1_ci/{name}_high"] = float(high)
+        spread = entry.get("seed_spread") or {}
+        if spread.get("std") is not None:
+            values[f"macro_f1_seed_mean/{name}"] = float(spread["mean"])
+            values[f"macro_f1_seed_std/{name}"] = float(spread["std"])
     if metrics.get("fusion_gain_macro_f1") is not None:
         values["fusion_gain/macro_f1"] = float(metrics["fusion_gain_macro_f1"])
     if metrics.get("fusion_gain_ci"):
         low, high = metrics["fusion_gain_ci"]
         values["fusion_gain/ci_low"] = float(low)
         values["fusion_gain/ci_high"] = float(high)
+    if metrics.get("fusion_gain_seeds"):
+        values["fusion_gain/seed_mean"] = float(metrics["fusion_gain_seeds"]["mean"])
+        values["fusion_gain/seed_std"] = float(metrics["fusion_gain_seeds"]["std"])
     tags = {
         key: str(metrics[key])
         for key in (

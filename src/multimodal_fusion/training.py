@@ -1,5 +1,6 @@
-"""The training of one model variant: the modeling pipeline's node, and what
-each trial of the tuning pipeline runs."""
+"""The training of one model variant: the modeling pipeline's nodes (each
+variant trained once per seed of ``modeling.seeds``), and what each trial of the
+tuning pipeline runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.fusion import (
     Classifier,
     FusionClassifier,
@@ -60,6 +62,60 @@ def train_classifier(
             "Variant with %s skipped: %s", params["modalities"], model.skipped_reason_
         )
     return model
+
+
+def seed_series(seed: int, seeds: int) -> list[int]:
+    """The seeds a variant is trained with: the project seed, then the next
+    ``seeds - 1`` integers.
+
+    Raises:
+        UserInputError: when ``seeds`` is not a whole number of at least 1.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UserInputError(
+            f"modeling.seeds must be a whole number of at least 1, got {seeds!r}: "
+            "set it in conf/<env>/parameters_modeling.yml (1 trains each variant once)."
+        )
+    return [seed + i for i in range(seeds)]
+
+
+def train_seeds(
+    model_inputs: dict[str, Any], params: dict[str, Any], seed: int, seeds: int = 1
+) -> tuple[Classifier, list[Classifier]]:
+    """Trains one variant once per seed of :func:`seed_series`.
+
+    The project seed's model is the variant's model (the same as with one
+    seed); the others only measure how much its scores move with the seed
+    (evaluation's ``seed_spread``). A skipped variant is not trained again.
+
+    Returns:
+        The variant's model and the other seeds' models, in seed order.
+    """
+    first, *others = seed_series(seed, seeds)
+    model = train_classifier(model_inputs, params, first)
+    if model.skipped_reason_:
+        return model, []
+    return model, [train_classifier(model_inputs, params, s) for s in others]
+
+
+def combine_trained_seeds(
+    model_inputs: dict[str, Any], *models: FusionClassifier | list[FusionClassifier]
+) -> tuple[LateFusionClassifier, list[LateFusionClassifier]]:
+    """Late fusion of trained unimodal models, once per seed: the members'
+    models, then their other seeds' models (lists, in the same member order),
+    combined seed by seed with :func:`combine_trained_models`.
+
+    Returns:
+        The combined model and the other seeds' combined models.
+    """
+    members, others = models[: len(models) // 2], models[len(models) // 2 :]
+    model = combine_trained_models(model_inputs, *members)
+    if model.skipped_reason_:
+        return model, []
+    return model, [
+        combine_trained_models(model_inputs, *seeded)
+        for seeded in zip(*others, strict=True)
+    ]
 
 
 def combine_trained_models(

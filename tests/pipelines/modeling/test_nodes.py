@@ -14,6 +14,7 @@ from multimodal_fusion.alignment import (
     retrieval_recall,
 )
 from multimodal_fusion.datasets import AudioClip
+from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.fusion import (
     FusionClassifier,
     LateFusionClassifier,
@@ -40,7 +41,13 @@ from multimodal_fusion.pipelines.modeling.nodes import (
     build_model_inputs,
     fit_alignment,
 )
-from multimodal_fusion.training import combine_trained_models, train_classifier
+from multimodal_fusion.training import (
+    combine_trained_models,
+    combine_trained_seeds,
+    seed_series,
+    train_classifier,
+    train_seeds,
+)
 
 MLP = {
     "branch_units": 32,
@@ -336,6 +343,68 @@ def test_late_fusion_of_trained_models_is_skipped_with_a_skipped_member():
     assert audio.skipped_reason_
     assert combined.skipped_reason_ == own.skipped_reason_ == audio.skipped_reason_
     assert combined.modalities_ == own.modalities_ == ["text"]
+
+
+def test_each_seed_trains_the_variant_again_and_the_project_seed_gives_the_model():
+    inputs = _problem(n=120)
+    params = {**MLP, "audio_frames": False, "epochs": 3}
+    test = inputs["test"]["inputs"]
+    text, text_others = train_seeds(inputs, {**params, "modalities": ["text"]}, 5, 3)
+    alone = train_classifier(inputs, {**params, "modalities": ["text"]}, seed=5)
+    # The variant's model is the one a single seed gives, bit for bit.
+    np.testing.assert_array_equal(text.predict_proba(test), alone.predict_proba(test))
+    assert [m.seed for m in text_others] == [6, 7]
+    assert not np.allclose(
+        text_others[0].predict_proba(test), text.predict_proba(test)
+    )  # another initialisation and shuffle
+    assert train_seeds(inputs, {**params, "modalities": ["text"]}, 5)[1] == []
+
+    # Late fusion combines the members seed by seed.
+    audio, audio_others = train_seeds(inputs, {**params, "modalities": ["audio"]}, 5, 3)
+    late, late_others = combine_trained_seeds(
+        inputs, text, audio, text_others, audio_others
+    )
+    assert [m.members_["text"].seed for m in late_others] == [6, 7]
+    assert all(
+        m.members_["audio"] is a for m, a in zip(late_others, audio_others, strict=True)
+    )
+    expected = combine_trained_models(inputs, text_others[1], audio_others[1])
+    np.testing.assert_allclose(
+        late_others[1].predict_proba(test), expected.predict_proba(test), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        late.predict_proba(test),
+        combine_trained_models(inputs, text, audio).predict_proba(test),
+        atol=1e-6,
+    )
+
+    # Scored by evaluation: the spread holds each seed's test macro-F1.
+    metrics, _ = evaluate_classifier(text, inputs, text_others)
+    spread = metrics["seed_spread"]
+    assert spread["seeds"] == [5, 6, 7]
+    assert spread["macro_f1"][0] == metrics["macro_f1"]
+    assert spread["mean"] == pytest.approx(np.mean(spread["macro_f1"]))
+    assert spread["std"] == pytest.approx(np.std(spread["macro_f1"], ddof=1))
+    assert evaluate_classifier(text, inputs)[0]["seed_spread"]["std"] is None
+
+
+def test_a_skipped_variant_is_not_trained_again_for_other_seeds():
+    inputs = _problem(n=60)
+    for part in inputs.values():
+        for name, values in part["inputs"].items():
+            if name.startswith("audio"):
+                part["inputs"][name] = np.zeros_like(values)
+    model, others = train_seeds(
+        inputs, {**MLP, "modalities": ["audio"], "epochs": 1}, 0, 3
+    )
+    assert model.skipped_reason_
+    assert others == []
+
+
+@pytest.mark.parametrize("seeds", [0, -1, 1.5, "3", True, None])
+def test_a_bad_seed_count_names_the_parameter(seeds):
+    with pytest.raises(UserInputError, match="modeling.seeds must be a whole number"):
+        seed_series(42, seeds)
 
 
 def test_augmented_rows_are_trained_on_when_asked():

@@ -251,6 +251,61 @@ def test_the_fusion_gain_has_a_paired_bootstrap_interval():
     assert "within noise" in write_summary(metrics, SUMMARY)
 
 
+def _seeded(entry, seeds, scores):
+    entry = {**entry, "macro_f1": scores[0]}
+    entry["seed_spread"] = {
+        "seeds": seeds,
+        "macro_f1": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
+    }
+    return entry
+
+
+def test_the_fusion_gain_is_checked_across_seeds():
+    noisy = np.random.default_rng(0).normal(0, 0.01, 200)
+    text = _variant(["text"], 0.70, 0.72)
+    fused = _variant(["text", "audio"], 0.80, 0.80)
+    text["bootstrap_macro_f1"] = list(0.70 + noisy)
+    fused["bootstrap_macro_f1"] = list(0.80 + noisy)  # bootstrap: significant
+    seeds = [42, 43, 44]
+
+    steady = _collect(
+        text_only=_seeded(text, seeds, [0.70, 0.71, 0.69]),
+        early_fusion=_seeded(fused, seeds, [0.80, 0.79, 0.82]),
+    )
+    gain = steady["fusion_gain_seeds"]
+    assert gain["seeds"] == seeds
+    assert gain["gains"] == pytest.approx([0.10, 0.08, 0.13])
+    assert gain["mean"] == pytest.approx(0.10333, abs=1e-4)
+    # t(0.975, 2) = 4.303: mean ± 4.303 * std / sqrt(3)
+    half = 4.3027 * np.std([0.10, 0.08, 0.13], ddof=1) / np.sqrt(3)
+    assert gain["ci"] == pytest.approx([0.10333 - half, 0.10333 + half], abs=1e-3)
+    assert steady["fusion_gain_significant"]
+    summary = write_summary(steady, SUMMARY)
+    assert "across 3 seeds +0.103 ± 0.025" in summary
+    assert "0.803 ± 0.015 (3 seeds)" in summary  # the fusion row's spread
+    assert ", significant." in summary
+
+    # The project seed's run gains 0.10, but the other seeds lose: noise.
+    flipping = _collect(
+        text_only=_seeded(text, seeds, [0.70, 0.80, 0.78]),
+        early_fusion=_seeded(fused, seeds, [0.80, 0.76, 0.77]),
+    )
+    assert flipping["fusion_gain_ci"][0] > 0  # the bootstrap alone says yes
+    assert flipping["fusion_gain_seeds"]["ci"][0] < 0
+    assert flipping["fusion_gain_significant"] is False
+    assert "within seed noise" in write_summary(flipping, SUMMARY)
+
+    one = _collect(
+        text_only=_seeded(text, [42], [0.70]),
+        early_fusion=_seeded(fused, [42], [0.80]),
+    )
+    assert one["fusion_gain_seeds"] is None
+    assert one["fusion_gain_significant"]
+    assert "One training seed" in write_summary(one, SUMMARY)
+
+
 def test_an_uninformative_modality_may_be_ignored():
     metrics = _collect(
         reliance=RELIANCE,
@@ -601,7 +656,7 @@ def test_an_ignored_modality_and_a_gain_within_noise_lead_the_caveats():
     )
     row = re.search(r"<tr><td>gated_fusion</td>.*?</tr>", _section(page, "models"))
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
-    assert cells[8:] == ["0.510", "0.000 (ignored)"]
+    assert cells[8:] == ["1 seed", "0.510", "0.000 (ignored)"]
     text_row = re.search(r"<tr><td>text_only</td>.*?</tr>", page).group(0)
     assert text_row.endswith("<td>–</td><td>–</td></tr>")
     # Another variant ignoring a modality comes after the chosen model's caveats.

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
 from multimodal_fusion.alignment import (
@@ -211,17 +212,26 @@ def _by_available_modalities(has: dict[str, np.ndarray], y, predicted) -> dict:
 
 
 def evaluate_classifier(
-    model: Classifier, model_inputs: dict[str, Any]
+    model: Classifier,
+    model_inputs: dict[str, Any],
+    seed_models: Sequence[Classifier] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Test-split metrics and per-contact predictions of one variant.
 
     Every test row is predicted, whichever modalities it has.
 
+    Args:
+        model: The variant's model (trained with the project seed).
+        model_inputs: The splits.
+        seed_models: The variant trained with the other seeds of
+            ``modeling.seeds``: scored for ``seed_spread`` only.
+
     Returns:
         Metrics (``accuracy``, ``macro_f1``, ``val_macro_f1``, ``modalities``,
         ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
-        for models of several modalities ``blanked``: test scores with one
-        modality blanked in every row) and the test predictions
+        ``seed_spread`` (:func:`seed_spread`); for models of several modalities
+        ``blanked``: test scores with one modality blanked in every row) and the
+        test predictions
         ``id,label,predicted,confidence,has_text,has_audio`` and the top three
         labels and probabilities (``label_1``, ``probability_1``, ...).
     """
@@ -253,6 +263,16 @@ def evaluate_classifier(
             test["has"], test["y"], predicted
         ),
     }
+    metrics["seed_spread"] = seed_spread(
+        [model.seed, *(m.seed for m in seed_models)],
+        [
+            metrics["macro_f1"],
+            *(
+                _scores(test["y"], m.predict(test["inputs"]))["macro_f1"]
+                for m in seed_models
+            ),
+        ],
+    )
     if len(model.modalities_) > 1:
         metrics["blanked"] = {
             modality: _scores(
@@ -272,6 +292,67 @@ def evaluate_classifier(
         }
     )
     return metrics, predictions
+
+
+def seed_spread(seeds: Sequence[int], macro_f1: Sequence[float]) -> dict[str, Any]:
+    """Test macro-F1 of one variant trained with each seed: the scores, their
+    mean and sample standard deviation (None with one seed)."""
+    scores = np.asarray(macro_f1, dtype=float)
+    return {
+        "seeds": [int(s) for s in seeds],
+        "macro_f1": scores.tolist(),
+        "mean": float(scores.mean()),
+        "std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
+    }
+
+
+def seed_gain_interval(
+    fused: dict[str, Any], unimodal: dict[str, Any], level: float = 0.95
+) -> dict[str, Any] | None:
+    """The fusion gain seed by seed (the fusion variant's test macro-F1 minus
+    the unimodal one's, both trained with the same seed), with its mean,
+    sample standard deviation and Student-t ``level`` interval of the mean;
+    None when they share fewer than two seeds."""
+    if not (fused.get("seed_spread") and unimodal.get("seed_spread")):
+        return None
+    pairs = dict(
+        zip(
+            unimodal["seed_spread"]["seeds"],
+            unimodal["seed_spread"]["macro_f1"],
+            strict=True,
+        )
+    )
+    spread = fused["seed_spread"]
+    seeds = [s for s in spread["seeds"] if s in pairs]
+    gains = np.array(
+        [
+            f - pairs[s]
+            for s, f in zip(spread["seeds"], spread["macro_f1"], strict=True)
+            if s in pairs
+        ]
+    )
+    if len(gains) < 2:  # noqa: PLR2004 - a spread needs two seeds
+        return None
+    mean, std = float(gains.mean()), float(gains.std(ddof=1))
+    half = (
+        float(stats.t.ppf((1 + level) / 2, len(gains) - 1)) * std / np.sqrt(len(gains))
+    )
+    return {
+        "seeds": seeds,
+        "gains": gains.tolist(),
+        "mean": mean,
+        "std": std,
+        "ci": [mean - half, mean + half],
+    }
+
+
+def _significant(*intervals: list[float] | None) -> bool | None:
+    """Whether every given interval excludes 0, all on the same side; None
+    when there is none."""
+    given = [ci for ci in intervals if ci is not None]
+    if not given:
+        return None
+    return all(ci[0] > 0 for ci in given) or all(ci[1] < 0 for ci in given)
 
 
 def collect_alignment_metrics(**alignments: dict[str, Any]) -> dict[str, Any]:
@@ -416,6 +497,10 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
     bootstrap 95 % interval of the gain (the same resampled test rows for both
     models) and ``fusion_gain_significant`` whether it excludes 0.
 
+    With several seeds (``modeling.seeds``), ``fusion_gain_seeds`` holds the
+    gain of each seed and its t interval, and the gain is significant only when
+    both intervals exclude 0 on the same side.
+
     ``best_model`` is chosen on the validation split; ``fusion_gain_macro_f1`` is
     the test macro-F1 of the best fusion model minus that of the best unimodal
     model (both picked on validation). Every robustness curve gets its
@@ -466,6 +551,11 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
         if gain is not None and fused in resampled and unimodal in resampled
         else None
     )
+    seed_gain = (
+        seed_gain_interval(trained[fused], trained[unimodal])
+        if gain is not None
+        else None
+    )
     return {
         **variant_metrics,
         "robustness_baseline": robustness_params["baseline"] if baseline else None,
@@ -478,8 +568,10 @@ def collect_metrics(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by 
         "fusion_gain_macro_f1": gain,
         # Paired bootstrap (the same resampled test rows for both models).
         "fusion_gain_ci": gain_ci,
-        "fusion_gain_significant": (
-            None if gain_ci is None else bool(gain_ci[0] > 0 or gain_ci[1] < 0)
+        # The gain seed by seed (None with one seed): see seed_gain_interval.
+        "fusion_gain_seeds": seed_gain,
+        "fusion_gain_significant": _significant(
+            gain_ci, seed_gain["ci"] if seed_gain else None
         ),
         "ignored_modalities": [
             {"variant": name, "modality": modality}

@@ -66,7 +66,7 @@ def variant_evaluation(variant: str, model_inputs: str) -> Pipeline:
         [
             Node(
                 evaluate_classifier,
-                ["model", "model_inputs"],
+                ["model", "model_inputs", "seed_models"],
                 ["metrics", "test_predictions"],
                 name="evaluate_classifier",
             ),
@@ -94,6 +94,7 @@ def variant_evaluation(variant: str, model_inputs: str) -> Pipeline:
         namespace=variant,
         inputs={
             "model": variant_output(variant, "model"),
+            "seed_models": variant_output(variant, "seed_models"),
             "model_inputs": model_inputs,
             "sweep_inputs": sweep_inputs(model_inputs),
         },

@@ -6,7 +6,7 @@ under its own namespace (the variant table is :mod:`multimodal_fusion.variants`)
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.alignment import align_inputs
-from multimodal_fusion.training import combine_trained_models, train_classifier
+from multimodal_fusion.training import combine_trained_seeds, train_seeds
 from multimodal_fusion.variants import (
     ALIGNMENTS,
     LATE_MEMBERS,
@@ -92,30 +92,42 @@ def create_pipeline(**kwargs) -> Pipeline:
 
 
 def variant_training(variant: str, source: str) -> Pipeline:
-    """The node that fits one variant's model, under the variant's namespace: a
-    late fusion of trained unimodal variants (LATE_MEMBERS) combines their
-    models; any other variant trains its own."""
-    members = [
-        variant_output(m, "model") for m in LATE_MEMBERS.get(variant, {}).values()
+    """The node that fits one variant's model once per seed of
+    ``modeling.seeds``, under the variant's namespace: a late fusion of trained
+    unimodal variants (LATE_MEMBERS) combines their models seed by seed; any
+    other variant trains its own. Outputs ``model`` (the project seed's) and
+    ``seed_models`` (the other seeds')."""
+    members = list(LATE_MEMBERS.get(variant, {}).values())
+    member_inputs = [
+        variant_output(m, name) for name in ("model", "seed_models") for m in members
     ]
     if members:
         node = Node(
-            combine_trained_models,
-            ["model_inputs", *members],
-            "model",
+            combine_trained_seeds,
+            ["model_inputs", *member_inputs],
+            ["model", "seed_models"],
             name="combine_trained_models",
         )
     else:
         node = Node(
-            train_classifier,
-            ["model_inputs", "params:model", "params:seed"],
-            "model",
+            train_seeds,
+            ["model_inputs", "params:model", "params:seed", "params:modeling.seeds"],
+            ["model", "seed_models"],
             name="train_classifier",
         )
     return Pipeline(
         [node],
         namespace=variant,
-        inputs={"model_inputs": source, **{m: m for m in members}},
-        outputs={"model": variant_output(variant, "model")},
-        parameters={"params:seed": "params:seed"} if not members else {},
+        inputs={"model_inputs": source, **{m: m for m in member_inputs}},
+        outputs={
+            name: variant_output(variant, name) for name in ("model", "seed_models")
+        },
+        parameters=(
+            {}
+            if members
+            else {
+                "params:seed": "params:seed",
+                "params:modeling.seeds": "params:modeling.seeds",
+            }
+        ),
     )

@@ -211,19 +211,21 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
         "",
         "## Models (test split)",
         "",
-        "| variant | modalities | accuracy | macro-F1 | val macro-F1 | epochs |",
-        "|---|---|---|---|---|---|",
+        "| variant | modalities | accuracy | macro-F1 | val macro-F1 | epochs "
+        "| macro-F1 across seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in variant_entries(metrics).items():
         if m["status"] != "trained":
             lines.append(
                 f"| {name} | {'+'.join(m['modalities']) or '-'} | "
-                f"skipped: {m['reason']} | | | |"
+                f"skipped: {m['reason']} | | | | |"
             )
             continue
         lines.append(
             f"| {name} | {'+'.join(m['modalities'])} | {m['accuracy']:.3f} | "
-            f"{m['macro_f1']:.3f} | {m['val_macro_f1']:.3f} | {m['epochs']} |"
+            f"{m['macro_f1']:.3f} | {m['val_macro_f1']:.3f} | {m['epochs']} | "
+            f"{_seed_cell(m)} |"
         )
     lines += ["", "## Verdict", "", _gain_sentence(metrics)]
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
@@ -495,6 +497,7 @@ def _model_rows(metrics: dict[str, Any]) -> list[list[Any]]:
             m.get("val_macro_f1"),
             m.get("ece"),
             _interval(m),
+            _seed_cell(m) if m["status"] == "trained" else None,
             *(
                 _reliance_cell(m, modality) if len(m["modalities"]) > 1 else None
                 for modality in MODALITIES
@@ -539,7 +542,8 @@ def _answer(metrics: dict[str, Any], chosen: str | None) -> str:
 
 
 def _gain_sentence(metrics: dict[str, Any]) -> str:
-    """What fusion buys over the best single modality, with its interval."""
+    """What fusion buys over the best single modality, with its interval (and
+    across seeds when there are several)."""
     gain = metrics["fusion_gain_macro_f1"]
     if gain is None:
         return "Only one modality is available: no fusion comparison."
@@ -551,13 +555,34 @@ def _gain_sentence(metrics: dict[str, Any]) -> str:
     )
     if not ci:
         return sentence + "."
-    verdict = (
-        "significant"
-        if metrics["fusion_gain_significant"]
-        else "within noise: the interval includes 0"
-    )
+    seeds = metrics.get("fusion_gain_seeds")
+    if metrics["fusion_gain_significant"]:
+        verdict = "significant"
+    elif ci[0] <= 0 <= ci[1]:
+        verdict = "within noise: the interval includes 0"
+    else:
+        verdict = "within seed noise: the interval across seeds includes 0"
+    sentence += f": 95 % paired bootstrap interval {ci[0]:+.3f} to {ci[1]:+.3f}"
+    if seeds:
+        sentence += (
+            f"; across {len(seeds['seeds'])} seeds {seeds['mean']:+.3f} ± "
+            f"{seeds['std']:.3f} (95 % interval {seeds['ci'][0]:+.3f} to "
+            f"{seeds['ci'][1]:+.3f})"
+        )
+        return sentence + f", {verdict}."
     return sentence + (
-        f": 95 % paired bootstrap interval {ci[0]:+.3f} to {ci[1]:+.3f}, {verdict}."
+        f", {verdict}. One training seed: the interval covers the test rows, "
+        "not the seed's share (modeling.seeds measures it)."
+    )
+
+
+def _seed_cell(entry: dict[str, Any]) -> str:
+    """A variant's test macro-F1 across seeds, as a cell."""
+    spread = entry.get("seed_spread")
+    if not spread or spread["std"] is None:
+        return "1 seed"
+    return H.Num(
+        f"{spread['mean']:.3f} ± {spread['std']:.3f} ({len(spread['seeds'])} seeds)"
     )
 
 
@@ -655,12 +680,16 @@ def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> s
                     "val macro-F1",
                     "ECE",
                     "macro-F1 95 % interval",
+                    "macro-F1 across seeds",
                     *(f"macro-F1 lost without {m}" for m in MODALITIES),
                 ],
             )
         )
         + H.paragraph(
-            "Intervals: bootstrap resamples of the test rows. Reliance: the test "
+            "Intervals: bootstrap resamples of the test rows. Across seeds: mean ± "
+            "standard deviation of the test macro-F1 of the variant trained once "
+            "per seed of modeling.seeds (the first is the model above). Reliance: "
+            "the test "
             "macro-F1 a fusion model loses when a modality is blanked in every row; "
             "(ignored): that modality alone carries the label, yet the model barely "
             "uses it."
