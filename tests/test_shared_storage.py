@@ -12,6 +12,7 @@ import uuid
 import fsspec
 import pandas as pd
 import pytest
+from kedro.io import DataCatalog
 
 from multimodal_fusion.datasets import ArrayFolderDataset, AudioFolderDataset
 from multimodal_fusion.datasets.audio_dataset import AudioDecodeError
@@ -126,11 +127,24 @@ def test_s3_clips_and_features_match_the_local_ones_on_every_engine(
 ):
     audio, contacts = local_clips
     _upload(fsspec.filesystem("s3", **s3), audio, "clips/audio")
-    folder = AudioFolderDataset(
-        path="s3://clips/audio", filename_suffix=".wav", credentials=s3
+    catalog = DataCatalog.from_config(  # as docs/operations.md declares them
+        {
+            "clean_audio": {
+                "type": "multimodal_fusion.datasets.AudioFolderDataset",
+                "path": "s3://clips/audio",
+                "filename_suffix": ".wav",
+                "credentials": "s3_data",
+            },
+            "raw_audio_features": {
+                "type": "multimodal_fusion.datasets.ArrayFolderDataset",
+                "path": "s3://clips/features",
+                "credentials": "s3_data",
+            },
+        },
+        credentials={"s3_data": s3},
     )
+    folder, features = catalog["clean_audio"], catalog["raw_audio_features"]
     assert folder.load()["t0000"]._path == "s3://clips/audio/t0000.wav"
-    features = ArrayFolderDataset(path="s3://clips/features", credentials=s3)
     # two worker processes: each opens its clips from the URL and credentials
     _assert_identical(
         _stream(contacts, folder, features_at=features, n_jobs=2), local_features
