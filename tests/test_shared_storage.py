@@ -17,11 +17,14 @@ from kedro.io import DataCatalog
 from multimodal_fusion.datasets import ArrayFolderDataset, AudioFolderDataset
 from multimodal_fusion.datasets.audio_dataset import AudioDecodeError
 from multimodal_fusion.featurization import extract_audio_features
+from multimodal_fusion.intake import prepare_audio
+from multimodal_fusion.parallel import Engine
 from tests.toy_data import SMALL_AUDIO, write_toy_dataset
 
 AUDIO = {**SMALL_AUDIO, "floor_db": 50, "n_jobs": 1, "batch_size": 3}
 RATE = 16000
 N_CLIPS = 12
+PREPARE = {"sample_rate": RATE, "top_db": 35, "target_dbfs": -20.0}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,34 @@ def test_clips_in_a_memory_folder_give_the_local_features(local_clips, local_fea
     sources = folder.load()
     assert sources["t0000"]._path == f"{url}/t0000.wav"  # opened by URL
     _assert_identical(_stream(contacts, folder), local_features)
+
+
+def _prepared(raw_url, clean_url, **credentials):
+    """data_processing's audio step: raw clips checked, prepared and saved as
+    ``clean_audio`` (FLAC), then its index and its clips' bytes."""
+    raw = AudioFolderDataset(path=raw_url, filename_suffix=".wav", **credentials)
+    clips, index, rejected = prepare_audio(raw.load(), PREPARE)
+    clean = AudioFolderDataset(path=clean_url, filename_suffix=".flac")
+    clean.save(clips)
+    fs, root = fsspec.core.url_to_fs(clean_url)
+    files = {f.rsplit("/", 1)[1]: fs.cat_file(f) for f in fs.find(root)}
+    return index, rejected, files, clean
+
+
+def test_raw_audio_on_memory_prepares_the_clean_clips_of_a_local_folder(
+    local_clips, tmp_path
+):
+    audio, contacts = local_clips
+    raw_url = "memory:///shared-storage/raw"
+    _upload(fsspec.filesystem("memory"), audio, raw_url)
+    index, rejected, files, clean = _prepared(raw_url, "memory:///shared-storage/clean")
+    local_index, local_rejected, local_files, local_clean = _prepared(
+        str(audio), str(tmp_path / "clean")
+    )
+    pd.testing.assert_frame_equal(index, local_index)
+    assert len(rejected) == len(local_rejected) == 0
+    assert files == local_files and len(files) == N_CLIPS
+    _assert_identical(_stream(contacts, clean), _stream(contacts, local_clean))
 
 
 def test_a_missing_remote_clip_is_named(local_clips):
@@ -153,9 +184,9 @@ def test_s3_clips_and_features_match_the_local_ones_on_every_engine(
         ArrayFolderDataset(path="s3://clips/features", credentials=s3).load(),
         local_features,
     )
-    distributed = pytest.importorskip("distributed", reason="the dask extra")
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True
-    ) as cluster:
-        engine = {"name": "dask", "address": cluster.scheduler_address}
+    pytest.importorskip("distributed", reason="the dask extra")
+    from multimodal_fusion.dask_engine import cluster
+
+    with cluster(Engine("dask", n_workers=1)) as address:  # a spawned worker
+        engine = {"name": "dask", "address": address}
         _assert_identical(_stream(contacts, folder, engine=engine), local_features)
