@@ -1,5 +1,6 @@
 import json
 
+import fsspec
 import numpy as np
 import pytest
 from kedro.io import DataCatalog, DatasetError
@@ -83,11 +84,48 @@ def test_empty_arrays_round_trip(tmp_path):
     assert loaded["pooled"].shape == (4, 0) and loaded["frames"].shape == (0, 40)
 
 
-def test_missing_folder_and_remote_paths_are_explained(tmp_path):
+def test_missing_folders_and_unknown_protocols_are_explained(tmp_path):
     with pytest.raises(DatasetError, match="run the node that writes"):
         ArrayFolderDataset(path=tmp_path / "nothing").load()
-    with pytest.raises(DatasetError, match="local filesystem"):
-        ArrayFolderDataset(path="s3://bucket/features")
+    url = f"memory:///{tmp_path.name}/nothing"
+    with pytest.raises(DatasetError, match=f"No arrays at '{url}'"):
+        ArrayFolderDataset(path=url).load()
+    with pytest.raises(DatasetError, match="Cannot reach 'nosuchfs://b/features'"):
+        ArrayFolderDataset(path="nosuchfs://b/features")
+
+
+def test_remote_folder_streams_chunks_and_loads_what_a_local_one_does(tmp_path):
+    url = f"memory:///{tmp_path.name}/features"
+    remote = ArrayFolderDataset(path=url)
+    local = ArrayFolderDataset(path=tmp_path / "local")
+    remote.save(_arrays(100, 102))  # an earlier, complete version
+    bounds = [(0, 3), (3, 3), (3, 10)]
+    for i, (start, stop) in enumerate(bounds):
+        chunk = ArrayChunk(_arrays(start, stop), first=i == 0, last=i == 2)
+        remote.save(chunk)
+        local.save(chunk)
+        if i < 2:  # the earlier version stays whole until the last chunk
+            np.testing.assert_array_equal(remote.load()["ids"], ["100", "101"])
+    loaded, expected = ArrayFolderDataset(path=url).load(), local.load()
+    assert sorted(loaded) == sorted(expected) == ["frames", "ids", "pooled"]
+    for key, array in expected.items():
+        assert not isinstance(loaded[key], np.memmap)
+        assert loaded[key].dtype == array.dtype
+        np.testing.assert_array_equal(loaded[key], array)
+    fs = fsspec.filesystem("memory")  # nothing left beside the folder
+    assert fs.ls(f"/{tmp_path.name}", detail=False) == [f"/{tmp_path.name}/features"]
+    assert json.loads(remote.preview()) == json.loads(local.preview())
+    assert remote._spool is None  # the local spool is gone
+
+
+def test_remote_files_on_another_protocol_load_and_bad_files_are_named(tmp_path):
+    dataset = ArrayFolderDataset(path=(tmp_path / "f").as_uri())  # file://
+    dataset.save(_arrays(0, 4))
+    assert isinstance(dataset.load()["pooled"], np.memmap)  # local: the fast path
+    url = f"memory:///{tmp_path.name}/bad"
+    fsspec.filesystem("memory").pipe_file(f"{url}/pooled.npy", b"not an array")
+    with pytest.raises(DatasetError, match=r"bad/pooled.npy' is not a .npy array"):
+        ArrayFolderDataset(path=url).load()
 
 
 def test_declared_in_a_catalog_with_a_preview(tmp_path):

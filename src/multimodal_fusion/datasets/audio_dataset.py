@@ -18,8 +18,10 @@ from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
+import fsspec
 import numpy as np
 import soundfile as sf
+from fsspec.core import split_protocol
 from kedro.io.core import (
     DatasetError,
     get_filepath_str,
@@ -130,6 +132,49 @@ def read_clip(
     except _DECODE_ERRORS as err:
         raise _decode_error(name, err) from err
     return AudioClip(waveform, int(sample_rate))
+
+
+def local_path(path: str) -> str | None:
+    """The local path of ``path`` (a plain path or a ``file://`` URL), or None
+    for a URL of another fsspec protocol."""
+    protocol, stripped = split_protocol(path)
+    if protocol is None:
+        return path
+    return stripped if protocol in ("file", "local") else None
+
+
+def open_path(path: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """Opens a clip file for reading, wherever it is: a local path (or a
+    ``file://`` URL) with ``open``, a URL of any other fsspec protocol
+    (``s3://bucket/clip.flac``) through fsspec with ``storage_options``
+    (credentials and filesystem arguments). What a worker process or a Dask
+    worker receives is the path string and the options, never an open file."""
+    local = local_path(path)
+    if local is not None:
+        return open(local, "rb")  # the caller closes it
+    return fsspec.open(path, "rb", **(storage_options or {})).open()
+
+
+def read_clip_at(
+    path: str,
+    *,
+    load_args: dict[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> AudioClip:
+    """Decodes the clip at a local path or fsspec URL (see :func:`open_path`):
+    a local file with libsndfile's own I/O, the fast path; a remote one
+    through an fsspec file object.
+
+    Raises:
+        FileNotFoundError: when there is no local file at the path.
+        AudioDecodeError: naming the path, when a remote file cannot be opened
+            or any file cannot be decoded.
+    """
+    local = local_path(path)
+    if local is not None:
+        return read_clip(local, load_args=load_args, name=path)
+    with open_clip(partial(open_path, path, storage_options), path) as fs_file:
+        return read_clip(fs_file, load_args=load_args, name=path)
 
 
 @contextmanager

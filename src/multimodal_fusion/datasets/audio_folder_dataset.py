@@ -5,11 +5,15 @@ dataset without audio writes no clips).
 
 Loading gives an :class:`AudioSource` per file: call it to decode the clip, or ask
 its header (:meth:`AudioSource.info`) or its samples block by block
-(:meth:`AudioSource.blocks`) without holding the whole clip in memory. On a local
-folder a source holds only the file's path and reads it as ``AudioDataset``
-would, through the same functions, so that listing thousands of clips and
-shipping them to worker processes stays cheap; elsewhere each source builds its
-clip's dataset on first use.
+(:meth:`AudioSource.blocks`) without holding the whole clip in memory. A source
+holds only the file's path (a local path, or a URL such as
+``s3://bucket/audio/a.flac`` with the folder's fsspec storage options) and reads
+it as ``AudioDataset`` would, through the same functions, so that listing
+thousands of clips and shipping them to worker processes or Dask workers stays
+cheap, and every worker opens the clip itself: local files with libsndfile's
+own I/O, remote ones through fsspec. Only a folder with another per-clip
+dataset (or versioned clips, or its own open arguments) builds each clip's
+dataset on first use.
 
 Hidden files (``.DS_Store``, editors' swap files) are not listed. On a local
 folder, a file that is a symbolic link leading outside the folder, or
@@ -42,8 +46,9 @@ from .audio_dataset import (
     AudioDataset,
     AudioInfo,
     open_clip,
+    open_path,
     read_blocks,
-    read_clip,
+    read_clip_at,
     read_info,
 )
 
@@ -60,9 +65,11 @@ class AudioSource:
     block. When ``refusal`` is set, the file must not be read (for example a
     symbolic link out of the folder) and every read raises ``DatasetError``.
 
-    A clip of a local folder holds only its path and ``load_args`` (cheap to
-    list, to pickle to a worker process and to call); any other clip builds its
-    per-clip dataset on first use, from ``dataset`` (a callable returning it).
+    A clip holds only its path (local, or an fsspec URL with the
+    ``storage_options`` to open it) and ``load_args``: cheap to list, to pickle
+    to a worker process and to call. A clip of a folder with another per-clip
+    dataset builds that dataset on first use, from ``dataset`` (a callable
+    returning it).
 
     Attributes:
         key: The partition id: the file path relative to the folder.
@@ -78,6 +85,7 @@ class AudioSource:
         *,
         path: str | None = None,
         load_args: dict[str, Any] | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         """Creates the source.
 
@@ -86,16 +94,20 @@ class AudioSource:
             dataset: The clip's dataset, or a callable building it on first
                 use; used when ``path`` is None.
             refusal: Why the file must not be read, or None.
-            path: Local path of the file, read directly (with ``load_args``, as
-                ``AudioDataset`` reads a local file) instead of through a dataset.
+            path: Local path or fsspec URL of the file, read directly (with
+                ``load_args``, as ``AudioDataset`` reads it) instead of through
+                a dataset.
             load_args: ``soundfile.read`` options when ``path`` is given.
+            storage_options: fsspec filesystem arguments (credentials
+                included) for a URL ``path``; unused for a local one.
         """
         if path is None and dataset is None:
-            raise ValueError("AudioSource needs a local path or a dataset factory")
+            raise ValueError("AudioSource needs a path or a dataset factory")
         self.key = key
         self.refusal = refusal
         self._path = path
         self._load_args = load_args
+        self._storage_options = storage_options
         if isinstance(dataset, AbstractDataset):
             self._make_dataset, self._dataset = None, dataset
         else:
@@ -111,7 +123,11 @@ class AudioSource:
         if self._path is None:
             return self._get_dataset().load()
         try:
-            return read_clip(self._path, load_args=self._load_args, name=self._path)
+            return read_clip_at(
+                self._path,
+                load_args=self._load_args,
+                storage_options=self._storage_options,
+            )
         except DatasetError:
             raise
         except Exception as err:  # as AbstractDataset.load wraps what it raises
@@ -132,14 +148,16 @@ class AudioSource:
         self._check()
         if self._path is None:
             return self._get_dataset().blocks(blocksize)
-        return self._local_blocks(blocksize)
+        return self._path_blocks(blocksize)
 
-    def _local_blocks(self, blocksize: int) -> Iterator[np.ndarray]:
+    def _path_blocks(self, blocksize: int) -> Iterator[np.ndarray]:
         with self._open() as fs_file:
             yield from read_blocks(fs_file, name=self._path, blocksize=blocksize)
 
     def _open(self) -> Any:
-        return open_clip(partial(open, self._path, "rb"), self._path)
+        return open_clip(
+            partial(open_path, self._path, self._storage_options), self._path
+        )
 
     def _get_dataset(self) -> AudioDataset:
         if self._dataset is None:
@@ -204,15 +222,22 @@ class AudioFolderDataset(PartitionedDataset):
 
     def load(self) -> dict[str, AudioSource]:
         self._invalidate_caches()
-        local_load_args = self._local_load_args()
+        direct = self._direct_read()
         refusal_of = self._refusals()
+        local = self._protocol in (None, "file")
         sources = {}
         for path in self._list_partitions():
             key = self._path_to_partition(path)
             refusal = refusal_of(path)
-            if local_load_args is not None:
+            if direct is not None:
+                load_args, storage_options = direct  # shared: pickled once
                 sources[key] = AudioSource(
-                    key, None, refusal, path=path, load_args=local_load_args
+                    key,
+                    None,
+                    refusal,
+                    path=path if local else self._join_protocol(path),
+                    load_args=load_args,
+                    storage_options=storage_options,
                 )
             else:
                 sources[key] = AudioSource(key, self._dataset_factory(path), refusal)
@@ -223,23 +248,31 @@ class AudioFolderDataset(PartitionedDataset):
             raise DatasetError(f"No partitions found in '{self._path}'")
         return sources
 
-    def _local_load_args(self) -> dict[str, Any] | None:
-        """The ``load_args`` with which a clip is read straight from its path,
-        as ``AudioDataset`` reads a local file; None when clips need their own
-        dataset: a remote folder, another per-clip dataset type (even a
-        subclass, which may read differently), versioned clips, or open
-        arguments that ``AudioDataset.info``/``blocks`` would honour."""
+    def _direct_read(
+        self,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """The ``load_args`` and fsspec storage options (None for a local
+        folder) with which a clip is read straight from its path or URL, as
+        ``AudioDataset`` reads it (the same credentials and filesystem
+        arguments); None when clips need their own dataset: another per-clip
+        dataset type (even a subclass, which may read differently), versioned
+        clips, or open arguments that ``AudioDataset.info``/``blocks`` would
+        honour."""
         config = self._dataset_config
-        if (
-            self._protocol not in (None, "file")
-            or self._dataset_type is not AudioDataset
-            or VERSION_KEY in config
-        ):
+        if self._dataset_type is not AudioDataset or VERSION_KEY in config:
             return None
-        open_args = (config.get("fs_args") or {}).get("open_args_load")
+        fs_args = deepcopy(config.get("fs_args") or {})
+        fs_args.pop("open_args_save", None)
+        open_args = fs_args.pop("open_args_load", None)
         if open_args and open_args != AudioDataset.DEFAULT_FS_ARGS["open_args_load"]:
             return None
-        return {**AudioDataset.DEFAULT_LOAD_ARGS, **(config.get("load_args") or {})}
+        load_args = {
+            **AudioDataset.DEFAULT_LOAD_ARGS,
+            **(config.get("load_args") or {}),
+        }
+        if self._protocol in (None, "file"):
+            return load_args, None
+        return load_args, {**deepcopy(config.get("credentials") or {}), **fs_args}
 
     def _dataset_factory(self, path: str) -> Callable[[], AudioDataset]:
         """Builds the dataset of the clip at ``path`` when called (when first
