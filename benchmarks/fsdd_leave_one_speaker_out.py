@@ -31,16 +31,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Kedro's INFO log of six whole runs would bury the result lines.
-QUIET_LOGGING = Path(tempfile.gettempdir()) / "fsdd-loso-logging.yml"
-QUIET_LOGGING.write_text(
-    "version: 1\ndisable_existing_loggers: false\n"
-    "handlers: {console: {class: logging.StreamHandler, level: WARNING}}\n"
-    "root: {handlers: [console], level: WARNING}\n"
-)
-os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(QUIET_LOGGING))
 
-from tests.project_copy import copy_project, run_session  # noqa: E402
+from tests.project_copy import (  # noqa: E402
+    copy_project,
+    quiet_kedro_logging,
+    run_session,
+)
+
+quiet_kedro_logging("fsdd-loso")  # six whole runs' INFO logs would bury the results
 
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 

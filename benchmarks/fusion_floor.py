@@ -41,20 +41,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-QUIET_LOGGING = Path(tempfile.gettempdir()) / "fusion-floor-logging.yml"
-QUIET_LOGGING.write_text(
-    "version: 1\ndisable_existing_loggers: false\n"
-    "handlers: {console: {class: logging.StreamHandler, level: WARNING}}\n"
-    "root: {handlers: [console], level: WARNING}\n"
-)
-os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(QUIET_LOGGING))
 
 from tests.project_copy import (  # noqa: E402
     copy_project,
     latest_version,
     outputs,
+    quiet_kedro_logging,
     run_session,
 )
+
+quiet_kedro_logging("fusion-floor")
 
 # demo_data.shares overrides: the audio carries the intent, the text does not help.
 DATASETS = {

@@ -48,6 +48,20 @@ TINY = {
 TRACKING_STORE = "mlruns.db"
 
 
+def quiet_kedro_logging(name: str) -> None:
+    """Makes the Kedro sessions of this process log warnings only (unless
+    ``KEDRO_LOGGING_CONFIG`` is already set): for scripts whose own result
+    lines would be buried under whole runs' INFO logs. Call it before the first
+    session (Kedro reads the setting when it is first imported)."""
+    config = Path(tempfile.gettempdir()) / f"{name}-logging.yml"
+    config.write_text(
+        "version: 1\ndisable_existing_loggers: false\n"
+        "handlers: {console: {class: logging.StreamHandler, level: WARNING}}\n"
+        "root: {handlers: [console], level: WARNING}\n"
+    )
+    os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(config))
+
+
 def outputs(env: str | None = None) -> Path:
     """Where a run in ``env`` writes its outputs, relative to the project
     (``conf/base/globals.yml``: ``data/<env>``, ``local`` by default)."""
