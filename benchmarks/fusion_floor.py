@@ -94,7 +94,9 @@ def floor_lines(name: str, metrics: dict) -> list[str]:
         f"text_only {metrics['text_only'].get('macro_f1')}"
     ]
     for variant, entry in metrics.items():
-        if not isinstance(entry, dict) or len(entry.get("modalities", [])) < 2:
+        if not isinstance(entry, dict) or "status" not in entry:
+            continue  # not a variant (data counts, alignments, the run)
+        if len(entry["modalities"]) < 2:  # noqa: PLR2004 - fusion variants only
             continue
         if entry.get("status") != "trained":
             lines.append(f"  {variant}: {entry.get('status')} ({entry.get('reason')})")
