@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -39,8 +38,6 @@ import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
-os.environ["KEDRO_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.project_copy import (  # noqa: E402
     copy_project,
@@ -50,7 +47,9 @@ from tests.project_copy import (  # noqa: E402
     run_session,
 )
 
-quiet_kedro_logging("fusion-floor")
+quiet_kedro_logging("fusion-floor")  # before TensorFlow and Kedro load
+
+from multimodal_fusion.pipelines.evaluation.nodes import seed_gains  # noqa: E402
 
 # demo_data.shares overrides: the audio carries the intent, the text does not help.
 DATASETS = {
@@ -88,7 +87,6 @@ def floor_lines(name: str, metrics: dict) -> list[str]:
     """One line per fusion variant: the gap to audio_only (mean, worst seed)
     and what it keeps with a modality blanked."""
     audio = metrics["audio_only"]["seed_spread"]
-    by_seed = dict(zip(audio["seeds"], audio["macro_f1"], strict=True))
     lines = [
         f"{name}: audio_only {audio['mean']:.3f} (seeds {audio['macro_f1']}), "
         f"text_only {metrics['text_only'].get('macro_f1')}"
@@ -101,12 +99,7 @@ def floor_lines(name: str, metrics: dict) -> list[str]:
         if entry.get("status") != "trained":
             lines.append(f"  {variant}: {entry.get('status')} ({entry.get('reason')})")
             continue
-        spread = entry["seed_spread"]
-        gaps = [
-            f - by_seed[s]
-            for s, f in zip(spread["seeds"], spread["macro_f1"], strict=True)
-            if s in by_seed
-        ]
+        gaps = seed_gains(entry, metrics["audio_only"])[1]
         kept = {
             modality: blanked["macro_f1"] / metrics[LEFT[modality]]["macro_f1"]
             for modality, blanked in entry.get("blanked", {}).items()

@@ -50,9 +50,12 @@ TRACKING_STORE = "mlruns.db"
 
 def quiet_kedro_logging(name: str) -> None:
     """Makes the Kedro sessions of this process log warnings only (unless
-    ``KEDRO_LOGGING_CONFIG`` is already set): for scripts whose own result
-    lines would be buried under whole runs' INFO logs. Call it before the first
-    session (Kedro reads the setting when it is first imported)."""
+    ``KEDRO_LOGGING_CONFIG`` is already set), without telemetry or TensorFlow's
+    info lines: for scripts whose own result lines would be buried under whole
+    runs' logs. Call it before the first session (Kedro reads the setting when
+    it is first imported)."""
+    os.environ["KEDRO_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = Path(tempfile.gettempdir()) / f"{name}-logging.yml"
     config.write_text(
         "version: 1\ndisable_existing_loggers: false\n"

@@ -306,31 +306,32 @@ def seed_spread(seeds: Sequence[int], macro_f1: Sequence[float]) -> dict[str, An
     }
 
 
+def seed_gains(
+    fused: dict[str, Any], unimodal: dict[str, Any]
+) -> tuple[list[int], np.ndarray]:
+    """The seeds two variants were both trained with, and the fused variant's
+    test macro-F1 minus the unimodal one's for each (empty without a
+    ``seed_spread`` on either)."""
+    if not (fused.get("seed_spread") and unimodal.get("seed_spread")):
+        return [], np.array([])
+    spread = unimodal["seed_spread"]
+    alone = dict(zip(spread["seeds"], spread["macro_f1"], strict=True))
+    spread = fused["seed_spread"]
+    shared = [
+        (s, f - alone[s])
+        for s, f in zip(spread["seeds"], spread["macro_f1"], strict=True)
+        if s in alone
+    ]
+    return [s for s, _ in shared], np.array([g for _, g in shared])
+
+
 def seed_gain_interval(
     fused: dict[str, Any], unimodal: dict[str, Any], level: float = 0.95
 ) -> dict[str, Any] | None:
-    """The fusion gain seed by seed (the fusion variant's test macro-F1 minus
-    the unimodal one's, both trained with the same seed), with its mean,
-    sample standard deviation and Student-t ``level`` interval of the mean;
-    None when they share fewer than two seeds."""
-    if not (fused.get("seed_spread") and unimodal.get("seed_spread")):
-        return None
-    pairs = dict(
-        zip(
-            unimodal["seed_spread"]["seeds"],
-            unimodal["seed_spread"]["macro_f1"],
-            strict=True,
-        )
-    )
-    spread = fused["seed_spread"]
-    seeds = [s for s in spread["seeds"] if s in pairs]
-    gains = np.array(
-        [
-            f - pairs[s]
-            for s, f in zip(spread["seeds"], spread["macro_f1"], strict=True)
-            if s in pairs
-        ]
-    )
+    """The fusion gain seed by seed (:func:`seed_gains`) with its mean, sample
+    standard deviation and Student-t ``level`` interval of the mean; None when
+    the two share fewer than two seeds."""
+    seeds, gains = seed_gains(fused, unimodal)
     if len(gains) < 2:  # noqa: PLR2004 - a spread needs two seeds
         return None
     mean, std = float(gains.mean()), float(gains.std(ddof=1))

@@ -563,16 +563,15 @@ def _gain_sentence(metrics: dict[str, Any]) -> str:
     else:
         verdict = "within seed noise: the interval across seeds includes 0"
     sentence += f": 95 % paired bootstrap interval {ci[0]:+.3f} to {ci[1]:+.3f}"
-    if seeds:
-        sentence += (
-            f"; across {len(seeds['seeds'])} seeds {seeds['mean']:+.3f} ± "
-            f"{seeds['std']:.3f} (95 % interval {seeds['ci'][0]:+.3f} to "
-            f"{seeds['ci'][1]:+.3f})"
+    if not seeds:
+        return sentence + (
+            f", {verdict}. One training seed: the interval covers the test rows, "
+            "not the seed's share (modeling.seeds measures it)."
         )
-        return sentence + f", {verdict}."
     return sentence + (
-        f", {verdict}. One training seed: the interval covers the test rows, "
-        "not the seed's share (modeling.seeds measures it)."
+        f"; across {len(seeds['seeds'])} seeds {seeds['mean']:+.3f} ± "
+        f"{seeds['std']:.3f} (95 % interval {seeds['ci'][0]:+.3f} to "
+        f"{seeds['ci'][1]:+.3f}), {verdict}."
     )
 
 
