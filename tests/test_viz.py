@@ -23,15 +23,20 @@ from typing import Any
 import pytest
 
 from multimodal_fusion.pipeline_registry import MAIN_PIPELINES
-from multimodal_fusion.variants import ALIGNMENTS, LATE_MEMBERS, VARIANT_INPUTS
+from multimodal_fusion.variants import ALIGNMENTS, LATE_MEMBERS, ROUTED, VARIANT_INPUTS
 from tests.browser import kedro_viz_flowchart, render_dom, requires_chromium
 from tests.project_copy import copy_project
 
 VARIANTS = tuple(VARIANT_INPUTS)
-# The node that makes each variant's model: late fusion combines trained models.
-MODEL_TASK = {
+# The node that trains each variant: late fusion combines trained models.
+TRAIN_TASK = {
     v: "combine_trained_models" if v in LATE_MEMBERS else "train_classifier"
     for v in VARIANTS
+}
+# The node that makes each variant's model: a variant of several modalities
+# gets the unimodal models as its floor.
+MODEL_TASK = {
+    v: "route_to_unimodal" if v in ROUTED else TRAIN_TASK[v] for v in VARIANTS
 }
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120
@@ -167,8 +172,8 @@ def test_viz_main_graph_holds_the_default_pipeline_nodes(main_graph):
         fit = tasks[f"modeling.{alignment}.fit_alignment"]
         assert fit["modular_pipelines"] == [f"modeling.{alignment}"]
     for variant in VARIANTS:
-        train = tasks[f"modeling.{variant}.{MODEL_TASK[variant]}"]
-        assert train["name"] == MODEL_TASK[variant]
+        train = tasks[f"modeling.{variant}.{TRAIN_TASK[variant]}"]
+        assert train["name"] == TRAIN_TASK[variant]
         assert train["modular_pipelines"] == [f"modeling.{variant}"]
         # Parameter and dataset names keep no stage prefix.
         if variant not in LATE_MEMBERS:
@@ -206,7 +211,8 @@ def test_viz_groups_the_five_stages_with_the_variants_nested(main_graph):
             tasks = {
                 by_id[c["id"]]["name"] for c in group["children"] if c["type"] == "task"
             }
-            assert tasks == (expected or {MODEL_TASK[variant]}), (stage, variant)
+            trained = {TRAIN_TASK[variant], MODEL_TASK[variant]}
+            assert tasks == (expected or trained), (stage, variant)
             # Collapsed, the group still shows what flows in and out.
             assert group["inputs"] and group["outputs"]
         # The model flows out of modeling to evaluation and reporting.
@@ -225,6 +231,13 @@ def test_viz_edges_wire_each_variant(main_graph):
         model = by_name[f"{variant}_model"]
         evaluate = by_name[f"evaluation.{variant}.evaluate_classifier"]
         assert (by_name[f"modeling.{variant}.{MODEL_TASK[variant]}"], model) in edges
+        if variant in ROUTED:  # its network, then the floor
+            network = by_name[f"{variant}_network"]
+            assert (
+                by_name[f"modeling.{variant}.{TRAIN_TASK[variant]}"],
+                network,
+            ) in edges
+            assert (network, by_name[f"modeling.{variant}.route_to_unimodal"]) in edges
         assert (model, evaluate) in edges
         # evaluate -> <variant>_metrics -> assess -> <variant>_assessment -> collect
         metrics = by_name[f"{variant}_metrics"]

@@ -363,16 +363,36 @@ def retrieval_recall(
     return scores
 
 
-def align_inputs(model_inputs: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
-    """The same splits with each modality projected into the common space.
+def project(
+    inputs: dict[str, Any],
+    alignment: Alignment,
+    *,
+    has_text: np.ndarray,
+    has_audio: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Model inputs projected into the common space (``text``, ``audio``).
 
     A row missing a modality (or whose text has no known term) keeps zeros for
     it in the common space too.
     """
-    aligned = {}
-    for split, part in model_inputs.items():
-        text_z, audio_z = alignment.transform(part["inputs"])
-        text_z[~(part["has"]["text"] & nonzero_rows(part["inputs"]["text"]))] = 0
-        audio_z[~part["has"]["audio"]] = 0
-        aligned[split] = {**part, "inputs": {"text": text_z, "audio": audio_z}}
-    return aligned
+    text_z, audio_z = alignment.transform(inputs)
+    text_z[~(has_text & nonzero_rows(inputs["text"]))] = 0
+    audio_z[~has_audio] = 0
+    return {"text": text_z, "audio": audio_z}
+
+
+def align_inputs(model_inputs: dict[str, Any], alignment: Alignment) -> dict[str, Any]:
+    """The same splits with each modality projected into the common space
+    (:func:`project`)."""
+    return {
+        split: {
+            **part,
+            "inputs": project(
+                part["inputs"],
+                alignment,
+                has_text=part["has"]["text"],
+                has_audio=part["has"]["audio"],
+            ),
+        }
+        for split, part in model_inputs.items()
+    }

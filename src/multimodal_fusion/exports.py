@@ -42,6 +42,7 @@ from multimodal_fusion.fusion import (
 )
 from multimodal_fusion.package import PackageError
 from multimodal_fusion.persistence import read_keras
+from multimodal_fusion.routing import RoutedClassifier
 from multimodal_fusion.runtimes import KerasRuntime, LiteRTRuntime, OnnxRuntime
 
 EXPORTS_FORMAT = "multimodal-fusion-exports/1"
@@ -91,7 +92,13 @@ def family(fmt: str) -> str:
 
 def networks(classifier: Classifier) -> dict[str, FusionClassifier]:
     """The classifier's networks by name: ``model``, or each late-fusion
-    member's modality."""
+    member's modality; a routed model's fused networks and, as
+    ``<modality>_only``, the unimodal models some rows are routed to."""
+    if isinstance(classifier, RoutedClassifier):
+        return {
+            **networks(classifier.fused_),
+            **{f"{m}_only": c for m, c in classifier.fallbacks_.items()},
+        }
     if isinstance(classifier, LateFusionClassifier):
         return dict(classifier.members_)
     return {MODEL: classifier}
@@ -473,6 +480,16 @@ def use_runtimes(
     """A copy of ``classifier`` whose networks predict with ``runtimes``
     (network name → runtime, see :func:`networks`; None: their Keras models)."""
     runtimes = runtimes or {}
+    if isinstance(classifier, RoutedClassifier):
+        fallbacks = {
+            m: _replaced(c, _runtime=runtimes.get(f"{m}_only"))
+            for m, c in classifier.fallbacks_.items()
+        }
+        return _replaced(
+            classifier,
+            fused_=use_runtimes(classifier.fused_, runtimes),
+            fallbacks_=fallbacks,
+        )
     if isinstance(classifier, LateFusionClassifier):
         members = {
             m: _replaced(member, _runtime=runtimes.get(m))

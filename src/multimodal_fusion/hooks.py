@@ -104,6 +104,8 @@ class ProjectHooks:
     def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
         variant = (node.namespace or node.name).rsplit(".", 1)[-1]
         for value in outputs.values():
+            if isinstance(value, list) and value and hasattr(value[0], "routes_"):
+                continue  # the other seeds' networks had their line
             if isinstance(value, list) and value and hasattr(value[0], "epochs_"):
                 logger.info(
                     "%s: also trained with seeds %s, validation macro-F1 %s",
@@ -112,8 +114,19 @@ class ProjectHooks:
                     ", ".join(f"{m.val_macro_f1_:.3f}" for m in value),
                 )
                 continue
+            if getattr(value, "skipped_reason_", None):
+                continue
+            if hasattr(value, "routes_"):
+                from multimodal_fusion.routing import routes_sentence
+
+                logger.info(
+                    "%s: %s",
+                    variant,
+                    routes_sentence(value.routes_, value.route_scores_),
+                )
+                continue
             epochs = getattr(value, "epochs_", None)
-            if epochs is None or getattr(value, "skipped_reason_", None):
+            if epochs is None:
                 continue
             score = getattr(value, "val_macro_f1_", None)
             scored = "" if score is None else f", validation macro-F1 {score:.3f}"

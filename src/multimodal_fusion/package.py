@@ -42,7 +42,6 @@ from multimodal_fusion.audio import as_stored
 from multimodal_fusion.datasets import AudioClip
 from multimodal_fusion.evaluation import TOP_K, top_labels
 from multimodal_fusion.featurization import FeaturePath
-from multimodal_fusion.fusion import Classifier
 from multimodal_fusion.intake import (
     REJECTED_COLUMNS,
     clean_texts,
@@ -56,6 +55,7 @@ from multimodal_fusion.persistence import (
     read_state,
     write_state,
 )
+from multimodal_fusion.routing import VariantModel
 
 FORMAT = "multimodal-fusion-package/1"
 # The modality of each raw source's rejected records.
@@ -109,7 +109,7 @@ class ModelPackage:
     """
 
     variant: str
-    model: Classifier
+    model: VariantModel
     feature_path: FeaturePath
     preprocessing: dict[str, Any]
     alignment: Alignment | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_fusion.alignment import Alignment
 from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.fusion import (
     Classifier,
@@ -18,6 +19,7 @@ from multimodal_fusion.fusion import (
     make_classifier,
     stack_inputs,
 )
+from multimodal_fusion.routing import RoutedClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +139,66 @@ def combine_trained_models(
     if model.skipped_reason_:
         logger.warning("Late fusion skipped: %s", model.skipped_reason_)
     return model
+
+
+def route_trained_seeds(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by position
+    model_inputs: dict[str, Any],
+    fallback: bool,
+    network: Classifier,
+    seed_networks: list[Classifier],
+    text_model: FusionClassifier,
+    text_seed_models: list[FusionClassifier],
+    audio_model: FusionClassifier,
+    audio_seed_models: list[FusionClassifier],
+    alignment: Alignment | None = None,
+) -> tuple[RoutedClassifier, list[RoutedClassifier]]:
+    """A fusion variant's trained network with the unimodal models as its floor
+    (:class:`~multimodal_fusion.routing.RoutedClassifier`), seed by seed: each
+    seed's network with the unimodal models of the same seed.
+
+    Args:
+        model_inputs: Splits from :func:`build_model_inputs` (the routes are
+            fit on ``val``).
+        fallback: ``modeling.unimodal_fallback``: false keeps every row on the
+            network.
+        network, seed_networks: The variant's network and its other seeds'.
+        text_model, text_seed_models, audio_model, audio_seed_models: The
+            ``text_only`` and ``audio_only`` models and their other seeds'.
+        alignment: The alignment whose common space the network reads, if any.
+
+    Returns:
+        The routed model and the other seeds' routed models.
+    """
+    if not isinstance(fallback, bool):
+        raise UserInputError(
+            f"modeling.unimodal_fallback must be true or false, got {fallback!r}: "
+            "set it in conf/<env>/parameters_modeling.yml."
+        )
+    val = model_inputs["val"]
+
+    def route(fused, text, audio) -> RoutedClassifier:
+        return RoutedClassifier.of_trained(
+            fused,
+            {"text": text, "audio": audio},
+            (val["inputs"], val["y"]),
+            alignment=alignment,
+            fallback=fallback,
+        )
+
+    def per_seed(model, others):
+        # A skipped unimodal variant has no other seeds' models: it is skipped
+        # in every seed.
+        return (
+            others
+            if len(others) == len(seed_networks)
+            else [model] * len(seed_networks)
+        )
+
+    model = route(network, text_model, audio_model)
+    others = zip(
+        seed_networks,
+        per_seed(text_model, text_seed_models),
+        per_seed(audio_model, audio_seed_models),
+        strict=True,
+    )
+    return model, [route(*seeded) for seeded in others]

@@ -28,16 +28,22 @@ VARIANT_INPUTS = {
     "deep_aligned_fusion": "deep_aligned_inputs",
 }
 
+# Modality → the variant trained on it alone.
+UNIMODAL = {"text": "text_only", "audio": "audio_only"}
+
 # Late-fusion variants built from trained unimodal variants (modality → the
 # variant trained on it alone): modeling combines those models, with weights fit
 # on validation, instead of training the same networks again.
-LATE_MEMBERS = {
-    "late_fusion": {"text": "text_only", "audio": "audio_only"},
-}
+LATE_MEMBERS = {"late_fusion": UNIMODAL}
+
+# The variants of several modalities: their trained network is wrapped with the
+# unimodal models as a floor (multimodal_fusion.routing), so the variant's
+# model reads the model inputs, whatever space its network was trained in.
+ROUTED = tuple(v for v in VARIANT_INPUTS if v not in UNIMODAL.values())
 
 
 def variant_alignment(variant: str) -> str | None:
-    """The alignment whose common space a variant reads, or None."""
+    """The alignment whose common space a variant's network reads, or None."""
     source = VARIANT_INPUTS[variant]
     return next((a for a, out in ALIGNMENTS.items() if out == source), None)
 

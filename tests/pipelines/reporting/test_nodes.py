@@ -338,6 +338,27 @@ def test_summary_shows_counts_table_and_verdict():
     assert "deep_alignment" not in text
 
 
+def test_summary_and_report_say_which_rows_a_fusion_variant_routes():
+    metrics = _metrics()
+    metrics["early_fusion"]["routes"] = {
+        "routes": {"text+audio": "fused", "text": "fused", "audio": "audio"},
+        "validation_macro_f1": {
+            "text+audio": {"fused": 0.91, "text": 0.7, "audio": 0.7},
+            "text": {"fused": 0.72, "text": 0.70},
+            "audio": {"fused": 0.40, "audio": 0.70},
+        },
+    }
+    sentence = (
+        "early_fusion: rows with audio go to audio_only "
+        "(validation macro-F1 0.700 against 0.400 fused)."
+    )
+    assert sentence in write_summary(metrics, SUMMARY)
+    assert sentence in _section(_report(metrics), "models")
+    # A variant whose rows all stay on its network gets no sentence.
+    metrics["early_fusion"]["routes"]["routes"]["audio"] = "fused"
+    assert "go to" not in write_summary(metrics, SUMMARY)
+
+
 def test_plots():
     predictions = pd.DataFrame({"label": ["a", "b", "b"], "predicted": ["a", "a", "b"]})
     figure = plot_confusion_matrix(predictions, _variant(["text"], 0.6, 0.6))

@@ -230,7 +230,9 @@ def evaluate_classifier(
         Metrics (``accuracy``, ``macro_f1``, ``val_macro_f1``, ``modalities``,
         ``split_sizes``, training figures, ``status``; ``by_available_modalities``;
         ``seed_spread`` (:func:`seed_spread`); for models of several modalities
-        ``blanked``: test scores with one modality blanked in every row) and the
+        ``blanked``: test scores with one modality blanked in every row, and
+        ``routes``: the model each presence pattern goes to, with the
+        validation macro-F1 it was chosen on) and the
         test predictions
         ``id,label,predicted,confidence,has_text,has_audio`` and the top three
         labels and probabilities (``label_1``, ``probability_1``, ...).
@@ -263,6 +265,11 @@ def evaluate_classifier(
             test["has"], test["y"], predicted
         ),
     }
+    if getattr(model, "routes_", None):
+        metrics["routes"] = {
+            "routes": model.routes_,
+            "validation_macro_f1": model.route_scores_,
+        }
     metrics["seed_spread"] = seed_spread(
         [model.seed, *(m.seed for m in seed_models)],
         [

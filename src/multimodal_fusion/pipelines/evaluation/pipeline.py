@@ -8,7 +8,6 @@ contacts and clips), so it runs alone after one full run.
 
 from kedro.pipeline import Node, Pipeline
 
-from multimodal_fusion.alignment import align_inputs
 from multimodal_fusion.variants import (
     ALIGNMENTS,
     VARIANT_INPUTS,
@@ -28,16 +27,9 @@ from .nodes import (
 
 
 def alignment_evaluation(alignment: str, aligned_inputs: str) -> Pipeline:
-    """Projects the perturbed test splits and scores retrieval, in the
-    alignment's namespace."""
+    """Scores retrieval, in the alignment's namespace."""
     return Pipeline(
         [
-            Node(
-                align_inputs,
-                [sweep_inputs("model_inputs"), "model"],
-                sweep_inputs("aligned_inputs"),
-                name="align_sweep_inputs",
-            ),
             Node(
                 evaluate_alignment,
                 ["aligned_inputs", "model", "params:modeling.recall_at"],
@@ -49,19 +41,17 @@ def alignment_evaluation(alignment: str, aligned_inputs: str) -> Pipeline:
         inputs={
             "aligned_inputs": aligned_inputs,
             "model": variant_output(alignment, "model"),
-            sweep_inputs("model_inputs"): sweep_inputs("model_inputs"),
         },
-        outputs={
-            sweep_inputs("aligned_inputs"): sweep_inputs(aligned_inputs),
-            "metrics": variant_output(alignment, "metrics"),
-        },
+        outputs={"metrics": variant_output(alignment, "metrics")},
         parameters={"params:modeling.recall_at": "params:modeling.recall_at"},
     )
 
 
-def variant_evaluation(variant: str, model_inputs: str) -> Pipeline:
+def variant_evaluation(variant: str) -> Pipeline:
     """Test predictions, robustness sweep and assessment of one variant, in its
-    namespace."""
+    namespace. Every variant's model reads the model inputs (an aligned
+    variant's model projects them itself, see multimodal_fusion.routing)."""
+    model_inputs = "model_inputs"
     return Pipeline(
         [
             Node(
@@ -134,7 +124,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Pipeline([]),
     )
     variants = sum(
-        (variant_evaluation(v, inputs) for v, inputs in VARIANT_INPUTS.items()),
+        (variant_evaluation(v) for v in VARIANT_INPUTS),
         Pipeline([]),
     )
     collected = Pipeline(

@@ -6,11 +6,18 @@ under its own namespace (the variant table is :mod:`multimodal_fusion.variants`)
 from kedro.pipeline import Node, Pipeline
 
 from multimodal_fusion.alignment import align_inputs
-from multimodal_fusion.training import combine_trained_seeds, train_seeds
+from multimodal_fusion.training import (
+    combine_trained_seeds,
+    route_trained_seeds,
+    train_seeds,
+)
 from multimodal_fusion.variants import (
     ALIGNMENTS,
     LATE_MEMBERS,
+    ROUTED,
+    UNIMODAL,
     VARIANT_INPUTS,
+    variant_alignment,
     variant_output,
 )
 
@@ -95,39 +102,83 @@ def variant_training(variant: str, source: str) -> Pipeline:
     """The node that fits one variant's model once per seed of
     ``modeling.seeds``, under the variant's namespace: a late fusion of trained
     unimodal variants (LATE_MEMBERS) combines their models seed by seed; any
-    other variant trains its own. Outputs ``model`` (the project seed's) and
-    ``seed_models`` (the other seeds')."""
+    other variant trains its own. A variant of several modalities (ROUTED) then
+    gets the unimodal models as its floor (``route_to_unimodal``). Outputs
+    ``model`` (the project seed's) and ``seed_models`` (the other seeds')."""
+    routed = variant in ROUTED
+    trained = ["network", "seed_networks"] if routed else ["model", "seed_models"]
     members = list(LATE_MEMBERS.get(variant, {}).values())
     member_inputs = [
         variant_output(m, name) for name in ("model", "seed_models") for m in members
     ]
+    inputs = {"model_inputs": source, **{m: m for m in member_inputs}}
+    outputs = {name: variant_output(variant, name) for name in ("model", "seed_models")}
+    parameters = {}
     if members:
-        node = Node(
-            combine_trained_seeds,
-            ["model_inputs", *member_inputs],
-            ["model", "seed_models"],
-            name="combine_trained_models",
-        )
+        nodes = [
+            Node(
+                combine_trained_seeds,
+                ["model_inputs", *member_inputs],
+                trained,
+                name="combine_trained_models",
+            )
+        ]
     else:
-        node = Node(
-            train_seeds,
-            ["model_inputs", "params:model", "params:seed", "params:modeling.seeds"],
-            ["model", "seed_models"],
-            name="train_classifier",
+        nodes = [
+            Node(
+                train_seeds,
+                [
+                    "model_inputs",
+                    "params:model",
+                    "params:seed",
+                    "params:modeling.seeds",
+                ],
+                trained,
+                name="train_classifier",
+            )
+        ]
+        parameters |= {p: p for p in ("params:seed", "params:modeling.seeds")}
+    if routed:
+        nodes.append(floor_node(variant))
+        unimodal = {
+            f"{modality}_{name}": variant_output(v, name)
+            for modality, v in UNIMODAL.items()
+            for name in ("model", "seed_models")
+        }
+        inputs |= {"raw_model_inputs": "model_inputs", **unimodal}
+        alignment = variant_alignment(variant)
+        if alignment:
+            inputs["alignment"] = variant_output(alignment, "model")
+        outputs |= {name: variant_output(variant, name) for name in trained}
+        parameters["params:modeling.unimodal_fallback"] = (
+            "params:modeling.unimodal_fallback"
         )
     return Pipeline(
-        [node],
+        nodes,
         namespace=variant,
-        inputs={"model_inputs": source, **{m: m for m in member_inputs}},
-        outputs={
-            name: variant_output(variant, name) for name in ("model", "seed_models")
+        inputs=inputs,
+        outputs=outputs,
+        parameters=parameters,
+    )
+
+
+def floor_node(variant: str) -> Node:
+    """Wraps a variant's networks (every seed's) with the unimodal models as
+    their floor; the inputs are named inside the variant's namespace."""
+    return Node(
+        route_trained_seeds,
+        {
+            "model_inputs": "raw_model_inputs",
+            "fallback": "params:modeling.unimodal_fallback",
+            "network": "network",
+            "seed_networks": "seed_networks",
+            **{
+                f"{modality}_{name}": f"{modality}_{name}"
+                for modality in UNIMODAL
+                for name in ("model", "seed_models")
+            },
+            **({"alignment": "alignment"} if variant_alignment(variant) else {}),
         },
-        parameters=(
-            {}
-            if members
-            else {
-                "params:seed": "params:seed",
-                "params:modeling.seeds": "params:modeling.seeds",
-            }
-        ),
+        ["model", "seed_models"],
+        name="route_to_unimodal",
     )

@@ -32,6 +32,7 @@ from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     PERTURBED_MODALITY,
     level_label,
 )
+from multimodal_fusion.routing import FUSED, routes_sentence  # noqa: E402
 from multimodal_fusion.variants import variant_alignment  # noqa: E402
 
 # A chosen model's 95 % interval wider than this makes the test set a caveat.
@@ -230,6 +231,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
     lines += ["", "## Verdict", "", _gain_sentence(metrics)]
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
     lines += _reliance_lines(metrics)
+    lines += [line for s in _routing_sentences(metrics) for line in ("", s)]
     for name, alignment in metrics["alignment"].items():
         if alignment["status"] != "evaluated":
             continue
@@ -244,6 +246,20 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _routing_sentences(metrics: dict[str, Any]) -> list[str]:
+    """Per fusion variant that answers some rows with a unimodal model (its
+    floor, modeling.unimodal_fallback): which rows, and why."""
+    routed = {
+        name: m["routes"]
+        for name, m in trained_variants(metrics).items()
+        if set(m.get("routes", {}).get("routes", {}).values()) - {FUSED}
+    }
+    return [
+        f"{name}: {routes_sentence(r['routes'], r['validation_macro_f1'])}."
+        for name, r in routed.items()
+    ]
 
 
 def _reliance_lines(metrics: dict[str, Any]) -> list[str]:
@@ -694,6 +710,7 @@ def _models_section(metrics: dict[str, Any], figures: dict[str, go.Figure]) -> s
             "uses it."
         )
         + H.paragraph(verdict)
+        + "".join(H.paragraph(line) for line in _routing_sentences(metrics))
         + H.figure(figures["model_comparison_plot"], "model-comparison")
     )
 
@@ -1023,7 +1040,8 @@ def package_model(  # noqa: PLR0913, PLR0917 - a node: Kedro passes inputs by na
             "text": parameters["data_processing"]["text"],
             "audio": parameters["data_processing"]["audio"],
         },
-        alignment=artefacts[f"{alignment}_model"] if alignment else None,
+        # An aligned variant's model projects its inputs itself (routing.py).
+        alignment=None,
         reference=profile(values),
         parameters=trained_with,
         provenance={
