@@ -13,7 +13,8 @@ Then runs the default pipeline on each with ``modeling.seeds`` seeds and prints,
 per fusion variant, its test macro-F1 minus ``audio_only``'s (mean over seeds
 and the worst seed: issue #13 asks for >= -0.02) and the share of the matching
 unimodal model's macro-F1 it keeps with the text or the audio blanked in every
-test row (asks for >= 90 %).
+test row (asks for >= 90 %), and where each presence pattern's rows go
+(``routes``: the fused network or a unimodal model, modeling.unimodal_fallback).
 
 Each run is a real Kedro session in a throw-away copy of the project (see
 ``tests/project_copy.py``). About 8 minutes per seed and dataset on 2 cores
@@ -111,6 +112,11 @@ def floor_lines(name: str, metrics: dict) -> list[str]:
             + ", ".join(f"{m} {v:.0%}" for m, v in kept.items())
             + ("" if min(gaps) >= -0.02 else "  <- below the floor")  # noqa: PLR2004
         )
+        routes = entry.get("routes", {}).get("routes", {})
+        if routes:
+            lines.append(
+                "    routes: " + ", ".join(f"{p} -> {r}" for p, r in routes.items())
+            )
     return lines
 
 

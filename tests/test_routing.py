@@ -12,8 +12,17 @@ from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.exports import networks, use_runtimes
 from multimodal_fusion.fusion import blank_modality
 from multimodal_fusion.persistence import Stateful
-from multimodal_fusion.routing import FUSED, RoutedClassifier, routes_sentence
-from multimodal_fusion.training import route_trained_seeds, train_classifier
+from multimodal_fusion.routing import (
+    FUSED,
+    RoutedClassifier,
+    clearly_better,
+    routes_sentence,
+)
+from multimodal_fusion.training import (
+    combine_trained_models,
+    route_trained_seeds,
+    train_classifier,
+)
 from tests.pipelines.modeling.test_nodes import MLP, _problem
 
 PARAMS = {**MLP, "audio_frames": False, "epochs": 8}
@@ -27,7 +36,7 @@ def _macro_f1(y, predicted):
 def text_says_nothing():
     """The test problem with its text replaced by noise in every split, and its
     text_only, audio_only and early-fusion models."""
-    inputs = _problem(n=320)
+    inputs = _problem(n=600)
     rng = np.random.default_rng(7)
     for part in inputs.values():
         text = part["inputs"]["text"]
@@ -66,8 +75,9 @@ def test_each_pattern_goes_to_the_model_that_scored_best_on_validation(
     assert set(routed.routes_) == {"text+audio", "text", "audio"}
     assert set(routed.fallbacks_) == set(routed.routes_.values()) - {FUSED}
     for pattern, scores in routed.route_scores_.items():
-        assert scores[routed.routes_[pattern]] == max(scores.values())
         assert set(scores) == {FUSED, *pattern.split("+")}
+        best = max(pattern.split("+"), key=scores.__getitem__)
+        assert routed.routes_[pattern] in (FUSED, best)
     # The text is noise: with it blanked, every row's answer is the audio
     # route's, and the routed model is never below audio_only on those rows.
     test = inputs["test"]
@@ -87,6 +97,25 @@ def test_each_pattern_goes_to_the_model_that_scored_best_on_validation(
     sentence = routes_sentence(routed.routes_, routed.route_scores_)
     moved = [p for p, r in routed.routes_.items() if r != FUSED]
     assert all(f"rows with {p.replace('+', ' and ')} go to" in sentence for p in moved)
+
+
+def test_the_fused_network_keeps_rows_only_when_clearly_better():
+    y = np.array(["a"] * 100)
+    right, wrong = np.array(["a"]), np.array(["b"])
+
+    def answers(n_right):
+        return np.concatenate(
+            [np.repeat(right, n_right), np.repeat(wrong, 100 - n_right)]
+        )
+
+    # 10 rows only the fused network gets right: 10 > sqrt(10) standard errors.
+    assert clearly_better(answers(90), answers(80), y)
+    # 3 rows only the fused network gets right, 1 only the unimodal model: 2 more
+    # right is sqrt(4) = 1 standard error, not more.
+    unimodal = answers(79)
+    unimodal[85] = "a"
+    assert not clearly_better(answers(82), unimodal, y)
+    assert not clearly_better(answers(80), answers(80), y)  # a tie keeps the floor
 
 
 def test_rows_are_routed_by_the_modalities_they_have(text_says_nothing):
@@ -121,7 +150,7 @@ def test_without_fallback_every_row_stays_on_the_network(text_says_nothing):
     np.testing.assert_array_equal(
         routed.predict_proba(test), models["fused"].predict_proba(test)
     )
-    assert routes_sentence(routed.routes_, {}).startswith("every row stays")
+    assert routes_sentence(routed.routes_, {}) == "every row stays on the fused network"
 
 
 def test_an_aligned_variant_projects_the_model_inputs_itself(text_says_nothing):
@@ -224,3 +253,38 @@ def test_other_seeds_are_routed_with_the_unimodal_models_of_their_seed(
     for routed in (model, *others):
         assert "text" not in routed.fallbacks_
         assert "text" not in routed.routes_.values()
+
+
+def _fusion_network(kind, inputs, models):
+    """A fusion variant's network trained on ``inputs``, and its alignment."""
+    if kind == "late":
+        return combine_trained_models(inputs, models["text"], models["audio"]), None
+    if kind == "cca":
+        alignment = CCAAlignment(n_components=3, text_components=4, audio_components=3)
+        alignment.fit(inputs["train"]["inputs"])
+        aligned = align_inputs(inputs, alignment)
+        params = {**PARAMS, "modalities": ["text", "audio"]}
+        return train_classifier(aligned, params, seed=0), alignment
+    params = {**PARAMS, "modalities": ["text", "audio"], "fusion": kind}
+    return train_classifier(inputs, params, seed=0), None
+
+
+@pytest.mark.parametrize("kind", ["concat", "gated", "attention", "late", "cca"])
+def test_no_fusion_variant_falls_below_the_audio_when_the_text_says_nothing(
+    text_says_nothing, kind
+):
+    # Issue #13's floor: test macro-F1 >= audio_only's - 0.02, and with either
+    # modality blanked in every row >= 90 % of the matching unimodal model's.
+    inputs, models = text_says_nothing
+    network, alignment = _fusion_network(kind, inputs, models)
+    routed, _ = route_trained_seeds(
+        inputs, True, network, [], models["text"], [], models["audio"], [], alignment
+    )
+    test = inputs["test"]
+    y, x = test["y"], test["inputs"]
+    audio_f1 = _macro_f1(y, models["audio"].predict(x))
+    assert _macro_f1(y, routed.predict(x)) >= audio_f1 - 0.02
+    for modality, unimodal in [("text", models["audio"]), ("audio", models["text"])]:
+        blanked = blank_modality(x, modality)
+        kept = _macro_f1(y, routed.predict(blanked))
+        assert kept >= 0.9 * _macro_f1(y, unimodal.predict(blanked)), modality

@@ -7,9 +7,11 @@ the network leans on. :class:`RoutedClassifier` wraps the fused model with the
 trained unimodal models (``text_only``, ``audio_only``) and sends each row, by
 the modalities it has (its *pattern*: text and audio, text only, audio only),
 to whichever of them scored the higher macro-F1 on the validation rows of that
-pattern (rows of a richer pattern with the other modality blanked count too).
-Ties go to the fused model. The routes are learned attributes, shown on the
-console and in ``metrics``.
+pattern (rows of a richer pattern with the other modality blanked count too):
+the fused network keeps a pattern's rows only when it answers more of them right
+than the best unimodal model by more than one standard error of the paired
+difference (:func:`clearly_better`). The routes are learned attributes, shown
+on the console and in ``metrics``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from multimodal_fusion.fusion import (
 from multimodal_fusion.persistence import Stateful
 
 FUSED = "fused"
+# How many standard errors the fused network must win by on a pattern's
+# validation rows to keep them: a small validation split cannot tell a fused
+# network from the unimodal model it barely beats, and the floor errs towards
+# the simpler model.
+MARGIN_SE = 1.0
 
 
 def pattern_name(modalities: tuple[str, ...] | list[str]) -> str:
@@ -58,6 +65,15 @@ def patterns(modalities: list[str]) -> list[tuple[str, ...]]:
         for size in range(len(modalities), 0, -1)
         for kept in itertools.combinations(modalities, size)
     ]
+
+
+def clearly_better(candidate: np.ndarray, baseline: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``candidate``'s answers beat ``baseline``'s on the same rows by
+    more than :data:`MARGIN_SE` standard errors of the paired difference (the
+    rows only one of them gets right, as in McNemar's test)."""
+    wins = int(np.sum((candidate == y) & (baseline != y)))
+    losses = int(np.sum((candidate != y) & (baseline == y)))
+    return wins - losses > MARGIN_SE * np.sqrt(wins + losses)
 
 
 def _take(inputs: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
@@ -138,29 +154,28 @@ class RoutedClassifier(Stateful):
         for kept in patterns(modalities):
             name = pattern_name(kept)
             self.routes_[name] = FUSED
-            candidates = [FUSED] + (
+            unimodal = (
                 [m for m in kept if m in self.fallbacks_] if self.fallback else []
             )
             # Validation rows that have every kept modality, the others blanked.
             rows = np.logical_and.reduce([has[m] for m in kept])
-            if len(candidates) == 1 or not rows.any():
+            if not unimodal or not rows.any():
                 continue
             inputs = _take(val_inputs, rows)
             for dropped in set(modalities) - set(kept):
                 inputs = blank_modality(inputs, dropped)
+            predicted = {
+                route: self.classes_[self._route_proba(route, inputs).argmax(axis=1)]
+                for route in [FUSED, *unimodal]
+            }
             scores = {
-                route: float(
-                    f1_score(
-                        val_y[rows],
-                        self.classes_[self._route_proba(route, inputs).argmax(axis=1)],
-                        average="macro",
-                    )
-                )
-                for route in candidates
+                route: float(f1_score(val_y[rows], p, average="macro"))
+                for route, p in predicted.items()
             }
             self.route_scores_[name] = scores
-            # max keeps the first of equal scores: ties stay with the fused model.
-            self.routes_[name] = max(candidates, key=scores.__getitem__)
+            best = max(unimodal, key=scores.__getitem__)
+            if not clearly_better(predicted[FUSED], predicted[best], val_y[rows]):
+                self.routes_[name] = best
 
     def _route_proba(self, route: str, inputs: dict) -> np.ndarray:
         """The probabilities of the model behind ``route``."""
@@ -209,13 +224,11 @@ def routes_sentence(routes: dict[str, str], scores: dict[str, dict[str, float]])
     the validation macro-F1 that chose it (the console and the report)."""
     moved = {p: r for p, r in routes.items() if r != FUSED}
     if not moved:
-        return (
-            "every row stays on the fused network "
-            "(no unimodal model scored higher on validation)"
-        )
+        why = " (it beats the unimodal models on validation)" if scores else ""
+        return f"every row stays on the fused network{why}"
     return "; ".join(
         f"rows with {pattern.replace('+', ' and ')} go to {route}_only "
-        f"(validation macro-F1 {scores[pattern][route]:.3f} against "
-        f"{scores[pattern][FUSED]:.3f} fused)"
+        f"(validation macro-F1 {scores[pattern][route]:.3f}, "
+        f"fused {scores[pattern][FUSED]:.3f})"
         for pattern, route in moved.items()
     )

@@ -350,7 +350,7 @@ def test_summary_and_report_say_which_rows_a_fusion_variant_routes():
     }
     sentence = (
         "early_fusion: rows with audio go to audio_only "
-        "(validation macro-F1 0.700 against 0.400 fused)."
+        "(validation macro-F1 0.700, fused 0.400)."
     )
     assert sentence in write_summary(metrics, SUMMARY)
     assert sentence in _section(_report(metrics), "models")
