@@ -1,6 +1,8 @@
 """The model package: everything needed to score a new contact, in one folder.
 
-A package holds the chosen model variant (and the alignment it reads, if any),
+A package holds the chosen model variant (a routed model holds the alignment its
+network reads and its floor's unimodal models; packages written before that
+hold the alignment beside the model),
 the fitted featurizers (:class:`~multimodal_fusion.featurization.FeaturePath`),
 the label set, the validation and preparation settings the training data went
 through, the parameters it was trained with, a reference profile of the training
@@ -98,7 +100,8 @@ class ModelPackage:
         feature_path: The fitted featurizers and the feature widths.
         preprocessing: ``text`` and ``audio``: the ``data_processing``
             parameters every contact is validated and prepared with.
-        alignment: The fitted alignment whose common space the model reads.
+        alignment: The fitted alignment whose common space the model reads,
+            in packages whose model does not project its inputs itself.
         reference: The training data's drift profile
             (:func:`multimodal_fusion.monitoring.profile`).
         parameters: The parameters the model was trained with.
