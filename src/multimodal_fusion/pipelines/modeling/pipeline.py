@@ -27,6 +27,14 @@ from .nodes import (
     fit_alignment,
 )
 
+# The floor node's unimodal models (its argument → the dataset): ``text_model``,
+# ``text_seed_models``, ``audio_model``, ``audio_seed_models``.
+FLOOR_MODELS = {
+    f"{modality}_{name}": variant_output(variant, name)
+    for modality, variant in UNIMODAL.items()
+    for name in ("model", "seed_models")
+}
+
 
 def alignment_pipeline() -> Pipeline:
     """Fit and apply one alignment; namespaced once per alignment."""
@@ -140,12 +148,7 @@ def variant_training(variant: str, source: str) -> Pipeline:
         parameters |= {p: p for p in ("params:seed", "params:modeling.seeds")}
     if routed:
         nodes.append(floor_node(variant))
-        unimodal = {
-            f"{modality}_{name}": variant_output(v, name)
-            for modality, v in UNIMODAL.items()
-            for name in ("model", "seed_models")
-        }
-        inputs |= {"raw_model_inputs": "model_inputs", **unimodal}
+        inputs |= {"raw_model_inputs": "model_inputs", **FLOOR_MODELS}
         alignment = variant_alignment(variant)
         if alignment:
             inputs["alignment"] = variant_output(alignment, "model")
@@ -172,11 +175,7 @@ def floor_node(variant: str) -> Node:
             "fallback": "params:modeling.unimodal_fallback",
             "network": "network",
             "seed_networks": "seed_networks",
-            **{
-                f"{modality}_{name}": f"{modality}_{name}"
-                for modality in UNIMODAL
-                for name in ("model", "seed_models")
-            },
+            **{name: name for name in FLOOR_MODELS},
             **({"alignment": "alignment"} if variant_alignment(variant) else {}),
         },
         ["model", "seed_models"],
