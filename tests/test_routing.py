@@ -3,20 +3,25 @@ training: each presence pattern goes to the model that scored best on
 validation, an aligned variant's model reads the model inputs, and the routed
 model survives the package's state and the exports' runtimes."""
 
+import logging
+
 import numpy as np
 import pytest
+from kedro.pipeline import Node
 from sklearn.metrics import f1_score
 
 from multimodal_fusion.alignment import CCAAlignment, align_inputs
 from multimodal_fusion.errors import UserInputError
 from multimodal_fusion.exports import networks, use_runtimes
 from multimodal_fusion.fusion import blank_modality
+from multimodal_fusion.hooks import ProjectHooks
 from multimodal_fusion.persistence import Stateful
 from multimodal_fusion.routing import (
     FUSED,
     RoutedClassifier,
     clearly_better,
     routes_sentence,
+    short_routes,
 )
 from multimodal_fusion.training import (
     combine_trained_models,
@@ -97,6 +102,10 @@ def test_each_pattern_goes_to_the_model_that_scored_best_on_validation(
     sentence = routes_sentence(routed.routes_, routed.route_scores_)
     moved = [p for p, r in routed.routes_.items() if r != FUSED]
     assert all(f"rows with {p.replace('+', ' and ')} go to" in sentence for p in moved)
+    short = short_routes(routed.routes_)
+    assert all(
+        f"{p.replace('+', ' and ')} → {routed.routes_[p]}_only" in short for p in moved
+    )
 
 
 def test_the_fused_network_keeps_rows_only_when_clearly_better():
@@ -151,6 +160,7 @@ def test_without_fallback_every_row_stays_on_the_network(text_says_nothing):
         routed.predict_proba(test), models["fused"].predict_proba(test)
     )
     assert routes_sentence(routed.routes_, {}) == "every row stays on the fused network"
+    assert short_routes(routed.routes_) == ""
 
 
 def test_an_aligned_variant_projects_the_model_inputs_itself(text_says_nothing):
@@ -288,3 +298,19 @@ def test_no_fusion_variant_falls_below_the_audio_when_the_text_says_nothing(
         blanked = blank_modality(x, modality)
         kept = _macro_f1(y, routed.predict(blanked))
         assert kept >= 0.9 * _macro_f1(y, unimodal.predict(blanked)), modality
+
+
+def test_the_console_says_which_rows_each_variant_hands_to_a_unimodal_model(
+    text_says_nothing, caplog
+):
+    inputs, models = text_says_nothing
+    routed = _route(inputs, models)
+    routed.routes_ = {"text+audio": FUSED, "text": "text", "audio": FUSED}
+    node = Node(
+        lambda x: x, "a", "b", name="route_to_unimodal", namespace="early_fusion"
+    )
+    with caplog.at_level(logging.INFO, logger="multimodal_fusion.hooks"):
+        ProjectHooks().after_node_run(node, {"model": routed, "seeds": [routed]})
+    # One line for the variant; the other seeds' models add none.
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("hooks")]
+    assert lines == ["early_fusion floor: text → text_only"]

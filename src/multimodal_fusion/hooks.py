@@ -117,13 +117,10 @@ class ProjectHooks:
             if getattr(value, "skipped_reason_", None):
                 continue
             if hasattr(value, "routes_"):
-                from multimodal_fusion.routing import routes_sentence
+                from multimodal_fusion.routing import short_routes
 
-                logger.info(
-                    "%s: %s",
-                    variant,
-                    routes_sentence(value.routes_, value.route_scores_),
-                )
+                moved = short_routes(value.routes_) or "every row on the network"
+                logger.info("%s floor: %s", variant, moved)
                 continue
             epochs = getattr(value, "epochs_", None)
             if epochs is None:

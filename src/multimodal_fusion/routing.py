@@ -232,3 +232,14 @@ def routes_sentence(routes: dict[str, str], scores: dict[str, dict[str, float]])
         f"fused {scores[pattern][FUSED]:.3f})"
         for pattern, route in moved.items()
     )
+
+
+def short_routes(routes: dict[str, str]) -> str:
+    """The patterns a routed model sends to a unimodal model, in a few words
+    (``text → text_only, audio → audio_only``), for the console and the
+    summary; '' when every row stays on the fused network."""
+    return ", ".join(
+        f"{pattern.replace('+', ' and ')} → {route}_only"
+        for pattern, route in routes.items()
+        if route != FUSED
+    )

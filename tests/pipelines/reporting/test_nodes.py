@@ -352,11 +352,16 @@ def test_summary_and_report_say_which_rows_a_fusion_variant_routes():
         "early_fusion: rows with audio go to audio_only "
         "(validation macro-F1 0.700, fused 0.400)."
     )
-    assert sentence in write_summary(metrics, SUMMARY)
     assert sentence in _section(_report(metrics), "models")
+    summary = write_summary(metrics, SUMMARY)
+    assert (
+        "Floor (rows a unimodal model answers, chosen on validation): "
+        "early_fusion: audio → audio_only." in summary
+    )
     # A variant whose rows all stay on its network gets no sentence.
     metrics["early_fusion"]["routes"]["routes"]["audio"] = "fused"
-    assert "go to" not in write_summary(metrics, SUMMARY)
+    assert "Floor" not in write_summary(metrics, SUMMARY)
+    assert "go to" not in _section(_report(metrics), "models")
 
 
 def test_plots():

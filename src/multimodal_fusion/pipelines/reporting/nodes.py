@@ -32,7 +32,11 @@ from multimodal_fusion.robustness.sweeps import (  # noqa: E402
     PERTURBED_MODALITY,
     level_label,
 )
-from multimodal_fusion.routing import FUSED, routes_sentence  # noqa: E402
+from multimodal_fusion.routing import (  # noqa: E402
+    FUSED,
+    routes_sentence,
+    short_routes,
+)
 from multimodal_fusion.variants import variant_alignment  # noqa: E402
 
 # A chosen model's 95 % interval wider than this makes the test set a caveat.
@@ -231,7 +235,7 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
     lines += ["", "## Verdict", "", _gain_sentence(metrics)]
     lines.append(f"Best model on validation: `{metrics['best_model']}`.")
     lines += _reliance_lines(metrics)
-    lines += [line for s in _routing_sentences(metrics) for line in ("", s)]
+    lines += _floor_line(metrics)
     for name, alignment in metrics["alignment"].items():
         if alignment["status"] != "evaluated":
             continue
@@ -246,6 +250,24 @@ def write_summary(metrics: dict[str, Any], data_summary: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _floor_line(metrics: dict[str, Any]) -> list[str]:
+    """One line for the summary: which rows each fusion variant answers with a
+    unimodal model (none when every row stays on the networks)."""
+    moved = {
+        name: short_routes(m.get("routes", {}).get("routes", {}))
+        for name, m in trained_variants(metrics).items()
+    }
+    moved = {name: routes for name, routes in moved.items() if routes}
+    if not moved:
+        return []
+    return [
+        "",
+        "Floor (rows a unimodal model answers, chosen on validation): "
+        + "; ".join(f"{name}: {routes}" for name, routes in moved.items())
+        + ".",
+    ]
 
 
 def _routing_sentences(metrics: dict[str, Any]) -> list[str]:
