@@ -111,18 +111,18 @@ class RoutedClassifier(Stateful):
         model.fused_ = fused
         model.alignment_ = alignment
         model.skipped_reason_ = fused.skipped_reason_
+        model.fallbacks_ = {}
+        model.routes_ = {}
+        model.route_scores_ = {}
+        if model.skipped_reason_:
+            return model
         model.fallbacks_ = {
             m: c
             for m, c in unimodal.items()
             if not c.skipped_reason_
-            and m in getattr(fused, "modalities_", [])
+            and m in fused.modalities_
             and np.array_equal(c.classes_, fused.classes_)
         }
-        model.routes_ = {}
-        model.route_scores_ = {}
-        if model.skipped_reason_:
-            model.fallbacks_ = {}
-            return model
         model._fit_routes(validation)
         # Only the fallbacks some pattern goes to are kept (and packaged).
         model.fallbacks_ = {
